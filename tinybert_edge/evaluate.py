@@ -1,0 +1,140 @@
+"""Metrics per task type and batched prediction with a sequence classifier.
+
+Classification: accuracy, F1 (binary: of the label with id 1; multi-class: macro) and
+Matthews correlation (multi-class form). Regression: Pearson and Spearman correlation.
+Implemented here on numpy, so the core needs no scikit-learn or scipy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Columns, LabelSpace, TextBatches
+
+
+def classification_metrics(preds: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """Accuracy, F1 and MCC.
+
+    Args:
+        preds: (n,) predicted ids.
+        labels: (n,) gold ids.
+        num_labels: C.
+
+    Returns:
+        {"accuracy", "f1", "mcc", "majority"}: "majority" is the share of the most common gold
+        label, the accuracy of always guessing it.
+    """
+    preds = np.asarray(preds, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n == 0:
+        raise ValueError("no examples to score")
+    cm = np.zeros((num_labels, num_labels), dtype=np.float64)  # rows gold, cols predicted
+    np.add.at(cm, (labels, preds), 1)
+    acc = float(np.trace(cm) / n)
+    tp = np.diag(cm)
+    prec = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
+    rec = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    f1s = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    f1 = float(f1s[1]) if num_labels == 2 else float(f1s.mean())
+    t, p = cm.sum(1), cm.sum(0)
+    cov_tp = np.trace(cm) * n - float(t @ p)
+    denom = np.sqrt(n * n - float(p @ p)) * np.sqrt(n * n - float(t @ t))
+    mcc = float(cov_tp / denom) if denom > 0 else 0.0
+    majority = float(np.bincount(labels, minlength=num_labels).max() / n)
+    return {"accuracy": acc, "f1": f1, "mcc": mcc, "majority": majority}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as Spearman needs)."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    sx = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sx[j + 1] == sx[i]:
+            j += 1
+        if j > i:
+            ranks[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    d = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / d) if d > 0 else 0.0
+
+
+def regression_metrics(preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Pearson and Spearman correlation and MSE."""
+    preds = np.asarray(preds, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    return {
+        "pearson": _pearson(preds, labels),
+        "spearman": _pearson(_ranks(preds), _ranks(labels)),
+        "mse": float(((preds - labels) ** 2).mean()),
+    }
+
+
+def label_space_of(model) -> LabelSpace:
+    """The label space a classifier was trained with (from its config)."""
+    cfg = model.config
+    if cfg.num_labels == 1 or getattr(cfg, "problem_type", None) == "regression":
+        return LabelSpace("regression")
+    return LabelSpace("classification", {str(v): int(k) for k, v in cfg.id2label.items()})
+
+
+@torch.inference_mode()
+def predict(model, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and gold labels over every batch.
+
+    Returns:
+        (logits (n, C), labels (n,)).
+    """
+    model.eval()
+    logits, labels = [], []
+    for batch in batches:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        logits.append(out.logits.float().numpy())
+        labels.append(batch["labels"].numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def evaluate_model(model, tokenizer, path: str | Path, *, max_seq_len: int = 128, batch_size: int = 64,
+                   columns: Columns = Columns()) -> dict:
+    """Score a classifier on a labelled file.
+
+    Returns:
+        metrics dict plus "examples", "truncated" and "task_type".
+
+    Raises:
+        DataError: malformed file or labels the model does not know.
+    """
+    space = label_space_of(model)
+    data = TextBatches(path, tokenizer, max_seq_len, batch_size, labels=space, columns=columns, shuffle=False)
+    report = data.scan()
+    logits, labels = predict(model, data.batches(0))
+    if space.task_type == "regression":
+        metrics = regression_metrics(logits[:, 0], labels)
+    else:
+        metrics = classification_metrics(logits.argmax(-1), labels, space.num_labels)
+    metrics.update(examples=report.rows, truncated=report.truncated, task_type=space.task_type)
+    return metrics
+
+
+def near_chance(metrics: dict, num_labels: int, margin: float = 0.05) -> bool:
+    """True when a classifier does no better than guessing (the label-order bug's symptom).
+
+    Chance is the larger of the majority share and 1/C; "near" is within `margin`.
+    """
+    if metrics.get("task_type") == "regression":
+        return metrics["pearson"] < 0.1
+    return metrics["accuracy"] <= max(metrics["majority"], 1.0 / num_labels) + margin

@@ -1,0 +1,188 @@
+"""Training objectives: one nn.Module per kind of run, returning named losses.
+
+Each objective owns exactly the trainable parameters of its run (the student, plus the
+projections W_e/W_h when intermediate layers are distilled). The teacher is held outside
+the module's parameters, frozen, and run under inference_mode: it is neither trained,
+checkpointed, nor synchronized by DDP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import AttentionScoreRecorder
+from .errors import ConfigError
+from .losses import attention_loss, hidden_loss, prediction_loss, regression_loss
+from .mapping import LayerMap
+
+STAGES = ("general", "task-intermediate", "task-prediction")
+PROJECTIONS = ("shared", "per-layer")
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """What a distillation run matches and how.
+
+    Attributes:
+        stage: "general" (GD, intermediate layers, pre-trained teacher), "task-intermediate"
+            (TD step 1) or "task-prediction" (TD step 2).
+        layer_map: student -> teacher layer map.
+        projection: "shared" (one W_h for all layers, as the public code v1) or "per-layer"
+            (one W_h per student layer, as the released v2 checkpoints). W_e is always its own.
+        temperature: t of the prediction loss.
+        scale_by_t2: multiply the prediction loss by t^2.
+        weight_attention, weight_hidden, weight_embedding, weight_prediction: lambda per term.
+    """
+
+    stage: str
+    layer_map: LayerMap
+    projection: str = "per-layer"
+    temperature: float = 1.0
+    scale_by_t2: bool = False
+    weight_attention: float = 1.0
+    weight_hidden: float = 1.0
+    weight_embedding: float = 1.0
+    weight_prediction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"unknown distillation stage {self.stage!r}; use one of {', '.join(STAGES)}")
+        if self.projection not in PROJECTIONS:
+            raise ConfigError(f"unknown projection {self.projection!r}; use shared or per-layer")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+
+    @property
+    def intermediate(self) -> bool:
+        return self.stage in ("general", "task-intermediate")
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["layer_map"] = self.layer_map.to_dict()
+        return d
+
+
+class FinetuneObjective(nn.Module):
+    """Plain supervised fine-tuning of a sequence classifier (the teacher).
+
+    Returns {"loss", "cross_entropy"} for classification or {"loss", "mse"} for regression.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+        )
+        logits = out.logits  # (B, C)
+        if logits.shape[-1] == 1:
+            loss = F.mse_loss(logits.squeeze(-1).float(), batch["labels"].float())
+            return {"loss": loss, "mse": loss.detach()}
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        return {"loss": loss, "cross_entropy": loss.detach()}
+
+    def trained_model(self) -> nn.Module:
+        return self.model
+
+
+class DistillObjective(nn.Module):
+    """TinyBERT Transformer distillation: L = sum of lambda-weighted layer losses.
+
+    Intermediate stages: L_emb (layer 0, via W_e) + sum_m [L_att(m, g(m)) + L_hidn(m, g(m))].
+    Prediction stage: soft cross-entropy on logits (MSE for regression).
+
+    Args:
+        student: HF student (encoder for GD, sequence classifier for TD).
+        teacher: HF teacher, same family; frozen here.
+        settings: DistillSettings.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, settings: DistillSettings):
+        super().__init__()
+        self.student = student
+        self.settings = settings
+        teacher.eval()
+        teacher.requires_grad_(False)
+        # Kept out of _modules so DDP, the optimizer and checkpoints never see it.
+        object.__setattr__(self, "_teacher", teacher)
+        lm = settings.layer_map
+        s_cfg, t_cfg = student.config, teacher.config
+        if lm.student_layers != s_cfg.num_hidden_layers or lm.teacher_layers != t_cfg.num_hidden_layers:
+            raise ConfigError(
+                f"layer map is for {lm.student_layers} student / {lm.teacher_layers} teacher layers, but the "
+                f"models have {s_cfg.num_hidden_layers} / {t_cfg.num_hidden_layers}"
+            )
+        if settings.intermediate:
+            if s_cfg.num_attention_heads != t_cfg.num_attention_heads:
+                raise ConfigError(
+                    f"student has {s_cfg.num_attention_heads} heads, teacher {t_cfg.num_attention_heads}: "
+                    "attention distillation needs equal head counts"
+                )
+            d_s, d_t = s_cfg.hidden_size, t_cfg.hidden_size
+            self.proj_embedding = nn.Linear(d_s, d_t)  # W_e
+            n_proj = lm.student_layers if settings.projection == "per-layer" else 1
+            self.proj_hidden = nn.ModuleList(nn.Linear(d_s, d_t) for _ in range(n_proj))  # W_h
+            self._student_rec = AttentionScoreRecorder(student, list(range(1, lm.student_layers + 1)))
+            self._teacher_rec = AttentionScoreRecorder(teacher, list(lm.teacher_for_student))
+        else:
+            if getattr(s_cfg, "num_labels", None) != getattr(t_cfg, "num_labels", None):
+                raise ConfigError(
+                    f"student has {s_cfg.num_labels} outputs, teacher {t_cfg.num_labels}; build the student "
+                    "head from the teacher's labels"
+                )
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher
+
+    def trained_model(self) -> nn.Module:
+        return self.student
+
+    def _w_h(self, m: int) -> nn.Linear:
+        return self.proj_hidden[m - 1] if len(self.proj_hidden) > 1 else self.proj_hidden[0]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        mask = batch["attention_mask"]  # (B, T)
+        s = self.settings
+        if not s.intermediate:
+            with torch.inference_mode():
+                t_logits = self.teacher(**inputs).logits
+            t_logits = t_logits.clone()  # leave inference mode: autograd may save it
+            s_logits = self.student(**inputs).logits  # (B, C)
+            if s_logits.shape[-1] == 1:
+                pred = regression_loss(s_logits, t_logits)
+            else:
+                pred = prediction_loss(s_logits.float(), t_logits.float(), s.temperature, s.scale_by_t2)
+            return {"loss": s.weight_prediction * pred, "prediction": pred.detach()}
+
+        lm = s.layer_map
+        with torch.inference_mode(), self._teacher_rec as rec:
+            t_out = self.teacher(**inputs, output_hidden_states=True)
+            t_scores = {n: rec.scores(n) for n in set(lm.teacher_for_student)}
+            t_hidden = {n: t_out.hidden_states[n] for n in {0, *lm.teacher_for_student}}
+        self._teacher_rec.clear()
+        t_scores = {n: v.clone() for n, v in t_scores.items()}
+        t_hidden = {n: v.clone() for n, v in t_hidden.items()}
+
+        with self._student_rec as rec:
+            s_out = self.student(**inputs, output_hidden_states=True)
+        s_hidden = s_out.hidden_states  # M+1 entries of (B, T, d_S)
+
+        emb = hidden_loss(self.proj_embedding(s_hidden[0]).float(), t_hidden[0].float(), mask)
+        att = s_hidden[0].new_zeros((), dtype=torch.float32)
+        hid = s_hidden[0].new_zeros((), dtype=torch.float32)
+        for m, n in zip(range(1, lm.student_layers + 1), lm.teacher_for_student):
+            att = att + attention_loss(rec.scores(m).float(), t_scores[n].float(), mask)
+            hid = hid + hidden_loss(self._w_h(m)(s_hidden[m]).float(), t_hidden[n].float(), mask)
+        self._student_rec.clear()
+        loss = s.weight_embedding * emb + s.weight_attention * att + s.weight_hidden * hid
+        return {"loss": loss, "attention": att.detach(), "hidden": hid.detach(), "embedding": emb.detach()}
