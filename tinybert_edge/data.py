@@ -264,6 +264,9 @@ class TextBatches:
         columns: column names of a task file.
         corpus: treat `path` as a corpus (no labels).
         shuffle: shuffle within a buffer of `shuffle_buffer` examples.
+        group_by_length: when shuffling, sort each window of `length_window` batches by text
+            length before cutting it into batches (less padding, same examples per epoch),
+            then shuffle the order of those batches.
     """
 
     def __init__(
@@ -278,6 +281,8 @@ class TextBatches:
         corpus: bool = False,
         shuffle: bool = True,
         shuffle_buffer: int = 10_000,
+        group_by_length: bool = True,
+        length_window: int = 50,
     ):
         if batch_size < 1:
             raise DataError(f"batch size must be >= 1, got {batch_size}")
@@ -293,6 +298,8 @@ class TextBatches:
         self.corpus = corpus
         self.shuffle = shuffle
         self.shuffle_buffer = max(1, shuffle_buffer)
+        self.group_by_length = group_by_length
+        self.length_window = max(1, length_window)
         self._rows: int | None = None
 
     def _examples(self) -> Iterator[Example]:
@@ -386,24 +393,46 @@ class TextBatches:
                 f"batch size {self.batch_size} does not split evenly over {world_size} processes; "
                 f"use a multiple of {world_size}"
             )
-        group: list[Example] = []
         first: list[Example] = []
-        index = 0
-        for ex in self._ordered(epoch):
-            if len(first) < world_size:
-                first.append(ex)
-            group.append(ex)
-            if len(group) == self.batch_size:
-                if index >= skip:
-                    yield self._encode(group[rank::world_size])
-                index += 1
-                group = []
-        if group and index >= skip:
-            # Keep the last partial batch (the public code drops it); with several processes
-            # every process must step, so a batch smaller than the process count borrows rows.
+        for index, group in enumerate(self._global_batches(epoch)):
+            if not first:
+                first = group[:world_size]
+            if index < skip:
+                continue
+            # Every process must step: a final batch smaller than the process count borrows rows.
             while len(group) < world_size:
-                group.append(first[len(group) % len(first)])
+                group = group + [first[len(group) % len(first)]]
             yield self._encode(group[rank::world_size])
+
+    def _global_batches(self, epoch: int) -> Iterator[list[Example]]:
+        """Global batches of an epoch, the last one partial (the public code drops it)."""
+        bs = self.batch_size
+        if not (self.shuffle and self.group_by_length):
+            group: list[Example] = []
+            for ex in self._ordered(epoch):
+                group.append(ex)
+                if len(group) == bs:
+                    yield group
+                    group = []
+            if group:
+                yield group
+            return
+        rng = random.Random(f"{self.seed}:{epoch}:length-groups")
+        window: list[Example] = []
+
+        def cut(items: list[Example]) -> list[list[Example]]:
+            items.sort(key=lambda e: len(e.text) + len(e.text_pair or ""))
+            groups = [items[i : i + bs] for i in range(0, len(items), bs)]
+            rng.shuffle(groups)
+            return groups
+
+        for ex in self._ordered(epoch):
+            window.append(ex)
+            if len(window) == bs * self.length_window:
+                yield from cut(window)
+                window = []
+        if window:
+            yield from cut(window)
 
     def _encode(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(

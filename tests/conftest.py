@@ -1,0 +1,91 @@
+"""Shared fixtures: a tiny BERT teacher with a real WordPiece tokenizer, and small data files.
+
+The tiny teacher has 12 heads (hidden 48) so the default student preset (12 heads) can learn
+from it; 6 layers so the default 4-layer student needs a non-divisible layer map.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = ("the a film movie is was good bad great awful fun dull plot actor story music long short funny sad "
+         "best worst love hate boring brilliant and but not very too so this that it of to in with").split()
+
+
+def _vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    return specials + list(".,!?'") + letters + ["##" + c for c in letters] + sorted(set(WORDS))
+
+
+def make_tokenizer(dir_: Path):
+    from transformers import BertTokenizerFast
+
+    dir_.mkdir(parents=True, exist_ok=True)
+    (dir_ / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    vocab = {w: i for i, w in enumerate(_vocab())}
+    tok = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=64)
+    return tok
+
+
+def tiny_config(layers: int = 6, **kw):
+    from transformers import BertConfig
+
+    base = dict(vocab_size=len(_vocab()), hidden_size=48, num_hidden_layers=layers, num_attention_heads=12,
+                intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.1,
+                attention_probs_dropout_prob=0.1)
+    base.update(kw)
+    return BertConfig(**base)
+
+
+def make_tiny_model_dir(dir_: Path, classifier: bool, labels=("neg", "pos"), layers: int = 6, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    tok = make_tokenizer(dir_)
+    if classifier:
+        cfg = tiny_config(layers, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                          label2id={lab: i for i, lab in enumerate(labels)})
+        model = AutoModelForSequenceClassification.from_config(cfg)
+        model.config.architectures = ["BertForSequenceClassification"]
+    else:
+        model = AutoModel.from_config(tiny_config(layers))
+        model.config.architectures = ["BertModel"]
+    model.save_pretrained(dir_)
+    tok.save_pretrained(dir_)
+    return dir_
+
+
+def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    pos = "good great fun brilliant best love funny".split()
+    neg = "bad awful dull boring worst hate sad".split()
+    out = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice(pos if label == "pos" else neg))
+        out.append((" ".join(words), label))
+    return out
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    teacher_base = make_tiny_model_dir(root / "teacher_base", classifier=False)
+    teacher_cls = make_tiny_model_dir(root / "teacher_cls", classifier=True)
+    train = write_tsv(root / "train.tsv", sentences(48, seed=1))
+    dev = write_tsv(root / "dev.tsv", sentences(20, seed=2))
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(t for t, _ in sentences(40, seed=3)) + "\n")
+    return {"root": root, "teacher_base": teacher_base, "teacher_cls": teacher_cls, "train": train, "dev": dev,
+            "corpus": corpus}
