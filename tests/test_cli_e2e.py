@@ -17,7 +17,7 @@ def pipeline_run(tiny_assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
     common = ["--batch-size", "8", "--max-seq-len", "32", "--checkpoint-every", "0"]
     assert main(["finetune", "--model", str(a["teacher_base"]), "--train", str(a["train"]), "--dev", str(a["dev"]),
-                 "--out", str(out / "teacher"), "--epochs", "2", "--lr", "1e-3", *common]) == 0
+                 "--out", str(out / "teacher"), "--epochs", "10", "--lr", "3e-3", *common]) == 0
     assert main(["distill", "general", "--teacher", str(a["teacher_base"]), "--corpus", str(a["corpus"]),
                  "--out", str(out / "general"), "--max-steps", "3", *common]) == 0
     assert main(["distill", "task", "--teacher", str(out / "teacher"), "--student-init", str(out / "general"),

@@ -236,10 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_transformers() -> None:
+    """Our own lines say what loads and what is new; HF's per-load bars and reports only add noise."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tinybert-edge`; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_transformers()
     try:
         return args.func(args)
     except KitError as e:

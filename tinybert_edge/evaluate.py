@@ -83,9 +83,9 @@ def regression_metrics(preds: np.ndarray, labels: np.ndarray) -> dict[str, float
     }
 
 
-def label_space_of(model) -> LabelSpace:
+def label_space_of(model_or_config) -> LabelSpace:
     """The label space a classifier was trained with (from its config)."""
-    cfg = model.config
+    cfg = getattr(model_or_config, "config", model_or_config)
     if cfg.num_labels == 1 or getattr(cfg, "problem_type", None) == "regression":
         return LabelSpace("regression")
     return LabelSpace("classification", {str(v): int(k) for k, v in cfg.id2label.items()})

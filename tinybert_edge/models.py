@@ -156,15 +156,21 @@ def load_classifier(path: str | Path, attn_implementation: str = "sdpa", **kwarg
 
     d = resolve_model_dir(path)
     config = load_config(d)
-    if not kwargs and not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
-        raise ModelError(
-            f"{d} is not a sequence classifier (architectures: {config.architectures}); "
-            "fine-tune it first with `tinybert-edge finetune`"
-        )
+    if not kwargs:
+        check_classifier(config, d)
     try:
         return AutoModelForSequenceClassification.from_pretrained(d, attn_implementation=attn_implementation, **kwargs)
     except Exception as e:
         raise ModelError(f"cannot load model weights from {d}: {e}") from None
+
+
+def check_classifier(config, where) -> None:
+    """Raise ModelError unless `config` describes a fine-tuned sequence classifier."""
+    if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
+        raise ModelError(
+            f"{where} is not a sequence classifier (architectures: {config.architectures}); "
+            "fine-tune it first with `tinybert-edge finetune`"
+        )
 
 
 def student_config(teacher_config, preset: StudentPreset, **head_kwargs):

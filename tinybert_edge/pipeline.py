@@ -15,7 +15,7 @@ from .data import Columns, LabelSpace, TextBatches, collect_labels
 from .errors import ConfigError, ModelError
 from .evaluate import evaluate_model, label_space_of, near_chance
 from .mapping import LayerMap
-from .models import (RUN_MARKER, copy_dir_atomically, count_parameters, get_preset, load_classifier, load_config, load_encoder, load_tokenizer,
+from .models import (RUN_MARKER, check_classifier, copy_dir_atomically, count_parameters, get_preset, load_classifier, load_config, load_encoder, load_tokenizer,
                      resolve_model_dir, student_config)
 from .objectives import DistillObjective, DistillSettings, FinetuneObjective
 from .training import (TrainConfig, TrainResult, check_run_dir, init_run_dir, make_accelerator, run_completed,
@@ -100,10 +100,10 @@ def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg
         say(f"{out} is already complete")
         return TrainResult(out, out / "model", 0, 0.0, 0, {})
     tok = load_tokenizer(src)
-    seed_everything(cfg.seed)
-    model = load_classifier(src, **head)
     data = TextBatches(train_file, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, labels=space, columns=columns)
     _scan(data, say, "fine-tune data")
+    seed_everything(cfg.seed)
+    model = load_classifier(src, **head)
     result = train(FinetuneObjective(model), data, cfg, out, tok, resume=resuming, description="finetune",
                    accelerator=acc)
     if dev_file and acc.is_main_process:
@@ -138,6 +138,8 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
         say(f"{out} is already complete")
         return TrainResult(out, out / "model", 0, 0.0, 0, {})
     tok = load_tokenizer(t_dir)
+    data = TextBatches(corpus, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, corpus=True)
+    _scan(data, say, "corpus")
     teacher = load_encoder(t_dir)
     seed_everything(cfg.seed)
     from transformers import AutoModel
@@ -145,8 +147,6 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
     student = AutoModel.from_config(s_cfg, attn_implementation="sdpa")
     say(f"general distillation: teacher {count_parameters(teacher) / 1e6:.1f}M params -> student "
         f"{shape.name} {count_parameters(student) / 1e6:.1f}M; layer map {lm.kind} {list(lm.teacher_for_student)}")
-    data = TextBatches(corpus, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, corpus=True)
-    _scan(data, say, "corpus")
     return train(DistillObjective(student, teacher, settings), data, cfg, out, tok, resume=resuming,
                  description="distill general", accelerator=acc,
                  model_files={"distillation_config.json": spec})
@@ -193,10 +193,10 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
     t_dir = resolve_model_dir(teacher_dir)
     if steps.intermediate is None and steps.prediction is None:
         raise ConfigError("no task-distillation step selected; use --step intermediate, prediction or both")
-    teacher = load_classifier(t_dir)
-    space = label_space_of(teacher)
+    t_cfg = load_config(t_dir)
+    check_classifier(t_cfg, t_dir)
+    space = label_space_of(t_cfg)
     tok = load_tokenizer(t_dir)
-    t_cfg = teacher.config
     head = ({"num_labels": 1, "problem_type": "regression"} if space.task_type == "regression" else
             {"num_labels": t_cfg.num_labels, "id2label": dict(t_cfg.id2label), "label2id": dict(t_cfg.label2id)})
     shape = get_preset(preset, **(preset_overrides or {}))
@@ -219,18 +219,29 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                  "prediction": steps.prediction.to_dict() if steps.prediction else None}
     any_cfg = steps.intermediate or steps.prediction
     acc, resuming, say = _setup(any_cfg, out, main_spec, resume, overwrite)
+    # Read every input in full before any weights load: a bad row fails the run at once.
+    data1 = data2 = None
+    if steps.intermediate is not None:
+        c = steps.intermediate
+        data1 = TextBatches(train_file, tok, c.max_seq_len, c.batch_size, c.seed, labels=space, columns=columns)
+        _scan(data1, say, "task data (step 1)")
+    if steps.prediction is not None:
+        c = steps.prediction
+        data2 = TextBatches(prediction_file or train_file, tok, c.max_seq_len, c.batch_size, c.seed, labels=space,
+                            columns=columns)
+        _scan(data2, say, "task data (step 2)")
+    teacher = load_classifier(t_dir)
 
     if dev_file and acc.is_main_process:
         m = evaluate_model(teacher, tok, dev_file, max_seq_len=any_cfg.max_seq_len, columns=columns)
         say(f"teacher check on {Path(dev_file).name}: {format_metrics(m)}")
         if near_chance(m, space.num_labels):
-            msg = (f"\n{'!' * 78}\nWARNING: the teacher {t_dir} is near chance on {dev_file} "
-                   f"({format_metrics(m)}).\nA student cannot learn more than its teacher knows. Check the "
-                   "label order (id2label in its config.json) and that it was fine-tuned on this task.\n"
-                   f"{'!' * 78}\n")
+            problem = (f"the teacher {t_dir} is near chance on {dev_file} ({format_metrics(m)}); a student cannot "
+                       "learn more than its teacher knows: check the label order (id2label in its config.json) and "
+                       "that it was fine-tuned on this task")
             if strict_teacher_check:
-                raise ModelError(msg.strip("!\n ") + " (--strict-teacher-check)")
-            say.warn(msg)
+                raise ModelError(problem + " (--strict-teacher-check)")
+            say.warn(f"\n{'!' * 78}\nWARNING: {problem}\n{'!' * 78}\n")
     elif not dev_file:
         say.warn("warning: no --dev file: the teacher is not checked before distillation (the public TinyBERT "
                  "code's label-order bug would go unnoticed)")
@@ -245,7 +256,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                 "student_init": str(current) if current else None, "student": shape.__dict__,
                 "distill": settings.to_dict(), "train": cfg.to_dict()}
         _run_step(acc, d, spec, resuming, say, lambda: _task_student(current, t_cfg, shape, head, cfg.seed),
-                  teacher, settings, train_file, tok, cfg, space, columns, "distill task (step 1: intermediate)")
+                  teacher, settings, data1, tok, cfg, "distill task (step 1: intermediate)")
         current = d / "model"
         step_dirs.append(d)
     if steps.prediction is not None:
@@ -257,8 +268,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                 "distill": settings.to_dict(), "train": cfg.to_dict()}
         init = current
         _run_step(acc, d, spec, resuming, say, lambda: _task_student(init, t_cfg, shape, head, cfg.seed),
-                  teacher, settings, prediction_file or train_file, tok, cfg, space, columns,
-                  "distill task (step 2: prediction)")
+                  teacher, settings, data2, tok, cfg, "distill task (step 2: prediction)")
         step_dirs.append(d)
     final = out / "model"
     if acc.is_main_process:
@@ -281,7 +291,7 @@ def _task_student(init_dir: Path | None, t_cfg, shape, head: dict, seed: int):
 
 
 def _run_step(acc, run_dir: Path, spec: dict, resume: bool, say: Reporter, make_student, teacher, settings,
-              data_file, tok, cfg: TrainConfig, space: LabelSpace, columns: Columns, description: str) -> None:
+              data: TextBatches, tok, cfg: TrainConfig, description: str) -> None:
     # A step resumes only when its whole task run resumes; otherwise it starts afresh.
     resuming = resume and (run_dir / RUN_MARKER).exists() and check_run_dir(run_dir, spec, resume=True,
                                                                              overwrite=False)
@@ -293,8 +303,6 @@ def _run_step(acc, run_dir: Path, spec: dict, resume: bool, say: Reporter, make_
         say(f"{description}: already complete in {run_dir}")
         return
     student = make_student()
-    data = TextBatches(data_file, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, labels=space, columns=columns)
-    _scan(data, say, description)
     train(DistillObjective(student, teacher, settings), data, cfg, run_dir, tok, resume=resuming,
           description=description, accelerator=acc, model_files={"distillation_config.json": spec})
 
