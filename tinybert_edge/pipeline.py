@@ -8,7 +8,7 @@ launch): only the main process writes and prints.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .data import Columns, LabelSpace, TextBatches, collect_labels
@@ -160,7 +160,6 @@ class TaskSteps:
     prediction: TrainConfig | None = None
     temperature: float = 1.0
     scale_by_t2: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Path, steps: TaskSteps, *,
@@ -232,7 +231,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         _scan(data2, say, "task data (step 2)")
     teacher = load_classifier(t_dir)
 
-    if dev_file and acc.is_main_process:
+    if dev_file:  # on every process, so a strict failure stops them all alike
         m = evaluate_model(teacher, tok, dev_file, max_seq_len=any_cfg.max_seq_len, columns=columns)
         say(f"teacher check on {Path(dev_file).name}: {format_metrics(m)}")
         if near_chance(m, space.num_labels):
