@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
-from .models import publish_dir
+from .models import publish_dir, sha256_file
 
 SPLIT_SEED = 13
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -85,14 +85,6 @@ def default_paths(root: Path | None = None) -> DefaultPaths:
     rt = root / "data" / "rotten_tomatoes"
     return DefaultPaths(root / "models" / "all-MiniLM-L6-v2", rt / "train.tsv", rt / "dev.tsv", rt / "test.tsv",
                         root / "data" / "nlp_corpus" / "corpus.txt")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download(asset: Asset, dest: Path) -> None:

@@ -7,6 +7,7 @@ it with no code of ours. Training-only parts (projections) never enter the stude
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -246,6 +247,15 @@ def save_model_atomically(model, tokenizer, out_dir: str | Path, extra_files: di
 def copy_dir_atomically(src: str | Path, dst: str | Path) -> Path:
     """Copy a directory tree to `dst`, replacing it atomically."""
     return publish_dir(lambda tmp: shutil.copytree(src, tmp, dirs_exist_ok=True), dst)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json_atomically(path: str | Path, obj) -> None:

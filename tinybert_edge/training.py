@@ -16,7 +16,6 @@ A run directory holds:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, ConfigError
-from .models import RUN_MARKER, save_model_atomically, write_json_atomically
+from .models import RUN_MARKER, save_model_atomically, sha256_file, write_json_atomically
 
 CHECKPOINT_FORMAT = 1
 
@@ -187,14 +186,6 @@ def _first_difference(a, b, path="") -> str:
     return f"{path}: was {a!r}, now {b!r}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _lr_lambda(total_steps: int, warmup_steps: int):
     def f(step: int) -> float:
         if warmup_steps and step < warmup_steps:
@@ -262,7 +253,7 @@ class Checkpointer:
         final = self.dir / name
         if accelerator.is_main_process:
             files = sorted(p.name for p in tmp.iterdir())
-            manifest = {"format": CHECKPOINT_FORMAT, "files": {f: _sha256(tmp / f) for f in files}}
+            manifest = {"format": CHECKPOINT_FORMAT, "files": {f: sha256_file(tmp / f) for f in files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             if final.exists():
                 shutil.rmtree(final)
@@ -295,7 +286,7 @@ class Checkpointer:
             f = ckpt / fname
             if not f.is_file():
                 raise CheckpointError(f"checkpoint {ckpt} is missing {fname}; {hint}")
-            if _sha256(f) != digest:
+            if sha256_file(f) != digest:
                 raise CheckpointError(f"checkpoint {ckpt}: {fname} is corrupted (sha256 mismatch); {hint}")
         return json.loads((ckpt / "state.json").read_text())
 
