@@ -106,8 +106,8 @@ def main(argv=None) -> int:
         for _, fn in fns:
             fn()
     times = {name: [] for name, _ in fns}
-    for _ in range(a.reps):  # interleaved, so drift hits all alike
-        for name, fn in fns:
+    for rep in range(a.reps):  # interleaved, order rotated each round: drift and cache effects hit all alike
+        for name, fn in fns[rep % len(fns):] + fns[: rep % len(fns)]:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)

@@ -324,13 +324,17 @@ class Checkpointer:
 
 def make_accelerator(cfg: TrainConfig):
     """An Accelerator for this process: CPU unless CUDA is present; DDP tolerates unused params
-    (the pooler and head are unused in intermediate-layer distillation)."""
+    (the pooler and head are unused in intermediate-layer distillation).
+
+    Mixed precision is not handed to Accelerate: its state is process-wide and refuses a
+    second job with another setting (the demo runs several jobs in one process). `train`
+    applies bf16 autocast itself.
+    """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     return Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision=cfg.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
 
@@ -410,7 +414,8 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
         epoch, skip = divmod(step, steps_per_epoch)
         for batch in data.batches(epoch, rank, world, skip=skip):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.autocast():
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16,
+                                enabled=cfg.mixed_precision == "bf16"):
                 losses = model(batch)
             accelerator.backward(losses["loss"])
             if cfg.max_grad_norm > 0:
