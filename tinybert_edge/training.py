@@ -373,6 +373,8 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
         total = min(total, cfg.max_steps)
     warmup = int(cfg.warmup_ratio * total)
 
+    # On the device before the optimizer exists: resumed optimizer state lands beside its params.
+    objective.to(accelerator.device)
     optimizer = _make_optimizer(objective, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup))
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints)
