@@ -5,8 +5,6 @@ export result. Converters import the core; the core never imports converters.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -120,20 +118,3 @@ class ExportResult:
         p = self.parity
         return (f"{self.format:<10} {self.quantization:<5} {self.size_bytes / 1e6:7.1f} MB  agreement "
                 f"{100 * p.label_agreement:5.1f} %  max|dlogit| {p.max_abs:.2e}  {self.seconds:5.1f} s  {self.path}")
-
-
-def write_atomically(data: bytes, path: Path) -> None:
-    """Write bytes to a temporary file beside `path`, then rename: no half file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ExportError, ExportResult, ParityReport, encode_fixed, load_for_export, write_atomically
+from tinybert_edge.models import write_bytes_atomically
+
+from .base import ExportError, ExportResult, ParityReport, encode_fixed, load_for_export
 
 QUANTIZATIONS = ("none", "int8")
 
@@ -106,7 +108,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise
     except Exception as e:  # the converter raises many types
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {type(e).__name__}: {e}") from None
-    write_atomically(data, out_path)
+    write_bytes_atomically(data, out_path)
     seconds = time.perf_counter() - t0
     with torch.inference_mode():
         reference = wrapper(**inputs).float().numpy()

@@ -258,16 +258,15 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_json_atomically(path: str | Path, obj) -> None:
-    """Write JSON to a temporary file and rename it over `path`."""
+def write_bytes_atomically(data: bytes, path: str | Path) -> None:
+    """Write bytes to a temporary file beside `path`, fsync, then rename: never a half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -275,3 +274,8 @@ def write_json_atomically(path: str | Path, obj) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomically(path: str | Path, obj) -> None:
+    """Write JSON to a temporary file and rename it over `path`."""
+    write_bytes_atomically((json.dumps(obj, indent=2) + "\n").encode(), path)
