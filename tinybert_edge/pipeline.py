@@ -226,9 +226,14 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         _scan(data1, say, "task data (step 1)")
     if steps.prediction is not None:
         c = steps.prediction
-        data2 = TextBatches(prediction_file or train_file, tok, c.max_seq_len, c.batch_size, c.seed, labels=space,
-                            columns=columns)
-        _scan(data2, say, "task data (step 2)")
+        same = data1 is not None and prediction_file in (None, train_file) and (
+            c.max_seq_len, c.batch_size, c.seed) == (data1.max_seq_len, data1.batch_size, data1.seed)
+        if same:
+            data2 = data1  # same file, same batching: one scan serves both steps
+        else:
+            data2 = TextBatches(prediction_file or train_file, tok, c.max_seq_len, c.batch_size, c.seed,
+                                labels=space, columns=columns)
+            _scan(data2, say, "task data (step 2)")
     teacher = load_classifier(t_dir)
 
     if dev_file:  # on every process, so a strict failure stops them all alike
@@ -241,7 +246,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
             if strict_teacher_check:
                 raise ModelError(problem + " (--strict-teacher-check)")
             say.warn(f"\n{'!' * 78}\nWARNING: {problem}\n{'!' * 78}\n")
-    elif not dev_file:
+    else:
         say.warn("warning: no --dev file: the teacher is not checked before distillation (the public TinyBERT "
                  "code's label-order bug would go unnoticed)")
 
