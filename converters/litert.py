@@ -1,8 +1,15 @@
-"""LiteRT (.tflite) export with litert-torch and validation with the ai-edge-litert runtime.
+"""LiteRT (.tflite) export with litert-torch, validated through the ai-edge-litert runtime.
 
 fp32: the eager graph converted as is. int8: litert-torch's full dynamic-range recipe (int8
-weights, the embedding table included; activations stay float). Inputs are int32, shaped
-(1, seq_len), in the order input_ids, attention_mask, token_type_ids.
+weights, the word-embedding table included; activations stay float). Inputs are int32 of shape
+(1, L) named args_0, args_1, args_2 = input_ids, attention_mask, token_type_ids.
+
+Length-aware: litert-torch 0.10.0 cannot convert a symbolic sequence dimension of this model
+(AssertionError on a float32[1, -9223372036854775808] shape), so `--dynamic` is refused here
+and `--buckets` puts one signature per length ("seq32", "seq64", ...) into one file; the
+weights are stored once.
+
+Full-integer int8 (static activations, for NPU delegates) is not offered: see the README.
 """
 
 from __future__ import annotations
@@ -16,101 +23,135 @@ import torch
 
 from tinybert_edge.models import write_bytes_atomically
 
-from .base import ExportError, ExportResult, ParityReport, encode_fixed, load_for_export
+from .base import (ArtifactRunner, ExportError, ExportResult, ParityReport, SeqLenPolicy, converter_output,
+                   eager_logits, load_for_export, pad_row, require, tokenize)
 
 QUANTIZATIONS = ("none", "int8")
+DEFAULT_SIGNATURE = "serving_default"
 
 
-def _require(module: str, package: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ExportError(f"{module} is not installed; pip install {package} (or pip install -e \".[export]\")") from None
+def signature_names(policy: SeqLenPolicy) -> list[tuple[str, int]]:
+    """(signature name, length) pairs of a .tflite exported with `policy`."""
+    if policy.kind == "buckets":
+        return [(f"seq{b}", b) for b in policy.buckets]
+    return [(DEFAULT_SIGNATURE, policy.max_len)]
 
 
-class LiteRTRunner:
+class LiteRTRunner(ArtifactRunner):
     """Runs a .tflite classifier with the ai-edge-litert Interpreter, one example at a time.
 
+    Args:
+        path: the .tflite file.
+        policy: its sequence-length policy (from the bundle's metadata.json).
+        threads: interpreter threads (None: the runtime's default).
+        pad_id: the tokenizer's [PAD] id.
+
     Raises:
-        ExportError: the runtime is missing or the file is not a loadable LiteRT model.
+        ExportError: the runtime is missing, the file is not a loadable LiteRT model, or its
+            signatures do not match the policy.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        interp = _require("ai_edge_litert.interpreter", "ai-edge-litert")
+    def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, threads: int | None = None,
+                 pad_id: int = 0):
+        interp = require("ai_edge_litert.interpreter", "ai-edge-litert")
         self.path = Path(path)
+        self.policy = policy or SeqLenPolicy()
+        self.pad_id = pad_id
         if not self.path.is_file():
             raise ExportError(f"{self.path} does not exist; export it with tinybert-edge export --format tflite")
         try:
-            self._interp = interp.Interpreter(model_path=str(self.path), num_threads=threads)
-            self._interp.allocate_tensors()
-            self._run = self._interp.get_signature_runner()
+            with converter_output():  # the runtime logs its delegate setup to stderr
+                self._interp = interp.Interpreter(model_path=str(self.path), num_threads=threads)
+            available = self._interp.get_signature_list()
+            self._runners = {name: self._interp.get_signature_runner(name) for name, _ in signature_names(self.policy)
+                             if name in available}
         except (ValueError, RuntimeError) as e:
             raise ExportError(f"{self.path} is not a loadable LiteRT model ({e}); export it again") from None
-        self._names = sorted(self._run.get_input_details())  # args_0.. in positional order
-        if len(self._names) != 3:
-            raise ExportError(f"{self.path} takes {len(self._names)} inputs, expected 3 (ids, mask, type ids)")
+        wanted = [n for n, _ in signature_names(self.policy)]
+        if sorted(self._runners) != sorted(wanted):
+            raise ExportError(f"{self.path} has signatures {sorted(available)}, but its metadata expects {wanted}; "
+                              "the bundle does not match its artifact, export it again")
+        self._by_len = {length: name for name, length in signature_names(self.policy)}
+        self._inputs = {}
+        for name, r in self._runners.items():
+            details = r.get_input_details()
+            if len(details) != 3:
+                raise ExportError(f"{self.path} signature {name} takes {len(details)} inputs, expected 3 "
+                                  "(ids, mask, type ids)")
+            self._inputs[name] = sorted(details)  # args_0.. in positional order
 
-    def logits(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-        """(n, C) logits for int tensors of shape (n, seq_len), run one row at a time."""
-        rows = []
-        ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
-        for i in range(ids.shape[0]):
-            feed = {n: t[i : i + 1].numpy().astype(np.int32) for n, t in zip(self._names, (ids, mask, types))}
-            out = self._run(**feed)
-            rows.append(next(iter(out.values()))[0])
-        return np.stack(rows)
+    def signature_for(self, length: int) -> str:
+        return self._by_len[length]
+
+    def run(self, signature, ids, mask, types):
+        feed = {n: a.astype(np.int32) for n, a in zip(self._inputs[signature], (ids, mask, types))}
+        out = self._runners[signature](**feed)
+        return next(iter(out.values()))[0]
 
 
-def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none", seq_len: int = 128,
-                  texts: list[str] | None = None) -> ExportResult:
+def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
+                  policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
+                  text_pairs: list[str] | None = None, seq_len: int | None = None) -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
         model_dir: HF sequence-classifier directory (e.g. a distilled student).
-        out_path: the .tflite file to write (atomically).
+        out_path: the .tflite file to write (atomically: temp file, then rename).
         quantization: "none" (fp32) or "int8" (dynamic range, embeddings included).
-        seq_len: fixed input length.
-        texts: inputs for the parity check (default: a few built-in sentences).
+        policy: sequence-length policy (default fixed 128; "dynamic" is refused, see module doc).
+        texts: inputs for the parity check (default: three built-in sentences).
+        text_pairs: second segments for pair tasks, aligned with texts.
+        seq_len: shorthand for a fixed policy of that length.
 
     Returns:
         ExportResult with the parity report measured through the ai-edge-litert runtime.
 
     Raises:
-        ExportError: unknown quantization, bad seq_len, missing runtime, or a failed conversion.
+        ExportError: unknown quantization, bad policy, missing runtime, or a failed conversion.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantization!r} for tflite; use one of {', '.join(QUANTIZATIONS)}")
+    policy = policy or SeqLenPolicy.make(seq_len or 128)
+    if policy.kind == "dynamic":
+        raise ExportError("litert-torch 0.10.0 cannot convert a dynamic sequence length for BERT; "
+                          "use --buckets 32,64,128 for a length-aware .tflite")
     out_path = Path(out_path)
     wrapper, tok, config = load_for_export(model_dir)
-    if not 3 <= seq_len <= config.max_position_embeddings:
-        raise ExportError(f"seq-len {seq_len} is outside 3..{config.max_position_embeddings} (the model's "
-                          "max_position_embeddings)")
+    policy.check(config.max_position_embeddings)
     texts = texts or ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
-    inputs = encode_fixed(tok, texts, seq_len)
-    litert_torch = _require("litert_torch", "litert-torch")
-    sample = tuple(inputs[k][:1] for k in ("input_ids", "attention_mask", "token_type_ids"))
+    rows = tokenize(tok, texts, text_pairs, policy.max_len)
+    litert_torch = require("litert_torch", "litert-torch")
     t0 = time.perf_counter()
     try:
-        if quantization == "int8":
-            from litert_torch.generative.quantize import quant_recipes
+        with converter_output():
+            kwargs = {}
+            if quantization == "int8":
+                from litert_torch.generative.quantize import quant_recipes
 
-            edge = litert_torch.convert(wrapper, sample, quant_config=quant_recipes.full_dynamic_recipe())
-        else:
-            edge = litert_torch.convert(wrapper, sample)
-        with tempfile.TemporaryDirectory() as tmp:
-            staged = Path(tmp) / out_path.name
-            edge.export(str(staged))
-            data = staged.read_bytes()
-    except ExportError:
-        raise
-    except Exception as e:  # the converter raises many types
-        raise ExportError(f"LiteRT conversion of {model_dir} failed: {type(e).__name__}: {e}") from None
+                kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
+            samples = {length: tuple(torch.from_numpy(a) for a in pad_row(*rows[0], length, tok.pad_token_id))
+                       for _, length in signature_names(policy)}
+            if policy.kind == "buckets":
+                builder = None
+                for name, length in signature_names(policy):
+                    builder = (litert_torch if builder is None else builder).signature(name, wrapper, samples[length])
+                edge = builder.convert(**kwargs)
+            else:
+                edge = litert_torch.convert(wrapper, samples[policy.max_len], **kwargs)
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / out_path.name
+                edge.export(str(staged))
+                data = staged.read_bytes()
+    except ExportError as e:
+        raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
     write_bytes_atomically(data, out_path)
     seconds = time.perf_counter() - t0
-    with torch.inference_mode():
-        reference = wrapper(**inputs).float().numpy()
-    parity = ParityReport.compare(reference, LiteRTRunner(out_path).logits(inputs))
-    return ExportResult("tflite", quantization, out_path, out_path.stat().st_size, seconds, seq_len, parity)
+    reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
+    candidate = LiteRTRunner(out_path, policy, pad_id=tok.pad_token_id).logits(rows)
+    details = {"runtime": "ai-edge-litert", "input_dtype": "int32",
+               "recipe": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, "
+                         "float activations)" if quantization == "int8" else "fp32",
+               "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]}
+    return ExportResult("tflite", quantization, out_path, out_path.stat().st_size, seconds, policy,
+                        ParityReport.compare(reference, candidate), details, reference, candidate)

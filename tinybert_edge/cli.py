@@ -22,6 +22,8 @@ EPILOG = """examples:
   tinybert-edge distill task --teacher runs/teacher --student-init runs/general --train train.tsv \\
       --dev dev.tsv --out runs/student
   tinybert-edge evaluate --model runs/student --data test.tsv
+  tinybert-edge export --model runs/student --format all --quantize int8 --data dev.tsv --out bundles
+  tinybert-edge predict --bundle bundles/student-executorch-int8-seq128 "a gripping, beautiful film"
 multi-process (torch.distributed via Accelerate; gloo on CPU):
   torchrun --nproc_per_node 2 -m tinybert_edge distill task ...
 """
@@ -152,6 +154,93 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _policy(a):
+    from converters import SeqLenPolicy
+
+    buckets = [x for x in a.buckets.split(",") if x.strip()] if a.buckets else None
+    try:
+        return SeqLenPolicy.make(a.seq_len, dynamic=a.dynamic, buckets=buckets)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--buckets {a.buckets!r} must be comma-separated integers, e.g. 32,64,128") from None
+
+
+def _export_table(results) -> str:
+    lines = ["| format | quantization | seq-len policy | size (MB) | label agreement | max abs dlogit | "
+             "fp32 acc | artifact acc | export (s) | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for b in results:
+        r, v = b.result, b.validation
+        acc = ("-", "-") if v.artifact_accuracy is None else (f"{100 * v.fp32_accuracy:.2f} %",
+                                                               f"{100 * v.artifact_accuracy:.2f} %")
+        lines.append(f"| {r.format} | {r.quantization} | {r.policy.tag} | {r.size_bytes / 1e6:.1f} | "
+                     f"{100 * v.label_agreement:.2f} % | {r.parity.max_abs:.1e} | {acc[0]} | {acc[1]} | "
+                     f"{r.seconds:.1f} | {'passed' if v.passed else 'FAILED'} |")
+    return "\n".join(lines)
+
+
+def cmd_export(a) -> int:
+    from converters import FORMATS
+    from converters.bundle import export_bundles
+
+    formats = list(FORMATS) if a.format == "all" else [a.format]
+    quants = ["none", "int8"] if a.quantize == "all" else [q.strip() for q in a.quantize.split(",") if q.strip()]
+    if a.data is None:
+        print("warning: no --data; each artifact is checked on 3 built-in sentences only. Pass the task's dev "
+              "file to validate on real data.", file=sys.stderr)
+    print(f"exporting {a.model} -> {a.out} ({', '.join(formats)} x {', '.join(quants)})", flush=True)
+    results = export_bundles(a.model, a.out, formats=formats, quantizations=quants, policy=_policy(a), data=a.data,
+                             columns=_columns(a), max_examples=a.max_examples, threshold=a.threshold / 100.0,
+                             make_zip=a.zip, on_result=lambda b: print(b.line(), flush=True))
+    print()
+    print(_export_table(results))
+    failed = [b for b in results if not b.validation.passed]
+    ok = [b for b in results if b.validation.passed]
+    if ok:
+        print(f"\nnext: tinybert-edge predict --bundle {ok[-1].path} \"an absolute joy to watch\"")
+        print(f"      tinybert-edge bench --student {' '.join(str(b.path) for b in ok)} ...")
+    if failed:
+        for b in failed:
+            print(f"error: {b.path} label agreement {100 * b.validation.label_agreement:.2f} % is under the "
+                  f"threshold {a.threshold:g} %; the bundle is kept, marked failed", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from converters.bundle import load_bundle
+
+    texts = list(a.texts)
+    if a.file:
+        texts += [t for t in Path(a.file).read_text(encoding="utf-8").splitlines()]
+    if not texts:
+        from .errors import ConfigError
+
+        raise ConfigError("give at least one text: tinybert-edge predict --bundle DIR \"some text\"")
+    if a.threads is not None and a.threads <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--threads {a.threads} must be at least 1")
+    bundle = load_bundle(a.bundle, allow_failed=a.allow_failed)
+    probs, ms = bundle.classify(texts, threads=a.threads)
+    rows = []
+    for text, p, t in zip(texts, probs, ms):
+        top = int(p.argmax())
+        scores = ", ".join(f"{lab} {q:.3f}" for lab, q in zip(bundle.labels, p))
+        short = text if len(text) <= 60 else text[:57] + "..."
+        print(f"{bundle.labels[top]:<10} {p[top]:.3f}  [{scores}]  {t:6.2f} ms  {short!r}")
+        rows.append({"text": text, "label": bundle.labels[top], "probabilities": dict(zip(bundle.labels,
+                     map(float, p))), "latency_ms": t})
+    print(f"{bundle.format} {bundle.metadata['quantization']['name']} {bundle.policy.tag}: {len(texts)} text(s), "
+          f"median {sorted(ms)[len(ms) // 2]:.2f} ms after one warm-up run")
+    if a.json:
+        from .models import write_json_atomically
+
+        write_json_atomically(a.json, rows)
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
@@ -224,6 +313,33 @@ def build_parser() -> argparse.ArgumentParser:
     _column_args(e)
     e.set_defaults(func=cmd_evaluate)
 
+    x = sub.add_parser("export", help="export a student to ExecuTorch/LiteRT bundles, validated on real data")
+    x.add_argument("--model", required=True, help="sequence-classifier directory (e.g. runs/student)")
+    x.add_argument("--format", choices=["executorch", "tflite", "all"], default="all")
+    x.add_argument("--quantize", default="int8",
+                   help="none, int8, int8-static (executorch only), all (= none,int8), or a comma list")
+    x.add_argument("--seq-len", type=int, default=128, help="maximum (and, when fixed, exact) tokens per input")
+    lx = x.add_mutually_exclusive_group()
+    lx.add_argument("--dynamic", action="store_true", help="symbolic sequence length up to --seq-len (executorch)")
+    lx.add_argument("--buckets", help="one signature per length, e.g. 32,64,128 (both formats)")
+    x.add_argument("--data", help="labelled file to validate on (e.g. the dev split)")
+    x.add_argument("--max-examples", type=int, default=None, help="validate on the first N rows only")
+    x.add_argument("--threshold", type=float, default=99.0,
+                   help="minimum label agreement with fp32 PyTorch, in %% (default 99)")
+    x.add_argument("--zip", action="store_true", help="also write a .zip per bundle")
+    x.add_argument("--out", required=True, help="directory that receives one bundle per artifact")
+    _column_args(x)
+    x.set_defaults(func=cmd_export)
+
+    pr = sub.add_parser("predict", help="classify texts with a bundle on this machine")
+    pr.add_argument("--bundle", required=True, help="bundle directory or .zip made by export")
+    pr.add_argument("texts", nargs="*", help="texts to classify")
+    pr.add_argument("--file", help="also classify each line of this file")
+    pr.add_argument("--threads", type=int, default=None, help="runtime threads (tflite)")
+    pr.add_argument("--allow-failed", action="store_true", help="use a bundle whose validation failed")
+    pr.add_argument("--json", help="also write the predictions here")
+    pr.set_defaults(func=cmd_predict)
+
     dm = sub.add_parser("demo", help="fetch -> fine-tune teacher -> general + task distillation -> evaluate")
     dm.add_argument("--out", default="tinybert-edge-demo")
     dm.add_argument("--profile", choices=["quick", "full"], default="quick",
@@ -238,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_transformers() -> None:
     """Our own lines say what loads and what is new; HF's per-load bars and reports only add noise."""
+    import logging
+
+    # torchao (pulled in by transformers when installed) warns about CUDA-only kernels it
+    # cannot load on a CPU machine, and torch warns about a deprecated pytree call in it
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -1,0 +1,241 @@
+"""ExecuTorch (.pte) export, XNNPACK-delegated, validated through ExecuTorch's Python runtime.
+
+fp32: eager attention, lowered with the XNNPACK partitioner.
+int8: PT2E with the XNNPACK quantizer, dynamic per-channel (int8 weights per output channel,
+    activations quantized per inference), plus the word-embedding table stored as int8 rows
+    with one fp32 scale per row (the table is 2/3 of the student's weights; left in fp32 the
+    int8 .pte is 43 MB instead of 15).
+int8-static: the same with static activation ranges calibrated on the check texts (an option;
+    its agreement is reported like any other and it fails the threshold on its own merits).
+
+Why not ExecuTorch's quantized_decomposed::embedding_byte op: the pip runtime's kernel library
+does not register it, so a .pte using it could not be validated on the host. The int8 table is
+written with portable ops instead (gather int8 rows, gather scales, multiply), which every
+ExecuTorch runtime, the Android AAR included, has.
+
+The HF mask builder stays out of the graph (see base.ExportableClassifier): that is the fix for
+the stock quantizer's calibration crash. LayerNorm, the embedding gathers and a few view ops
+run on ExecuTorch's portable kernels; every matmul is delegated (checked after lowering).
+
+Length-aware: "dynamic" exports one method "forward" with a symbolic sequence dimension
+(2..max_len); "buckets" exports one method per length ("seq32", ...) sharing one weight copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinybert_edge.models import write_bytes_atomically
+
+from .base import (ArtifactRunner, ExportError, ExportResult, ParityReport, SeqLenPolicy, converter_output,
+                   eager_logits, load_for_export, pad_row, require, tokenize)
+
+QUANTIZATIONS = ("none", "int8", "int8-static")
+MATMUL_OPS = ("mm", "bmm", "addmm", "linear", "matmul", "convolution")
+
+
+class Int8RowwiseEmbedding(nn.Module):
+    """An embedding table stored as int8 with one fp32 scale per row (symmetric, zero point 0).
+
+    Args:
+        embedding: the fp32 nn.Embedding to quantize.
+    """
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        w = embedding.weight.detach().float()
+        scale = (w.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
+        self.register_buffer("qweight", torch.round(w / scale).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = nn.functional.embedding(ids, self.qweight)
+        return rows.to(torch.float32) * nn.functional.embedding(ids, self.scale)
+
+
+def method_names(policy: SeqLenPolicy) -> list[tuple[str, int]]:
+    """(method name, traced length) pairs of a .pte exported with `policy`."""
+    if policy.kind == "buckets":
+        return [(f"seq{b}", b) for b in policy.buckets]
+    return [("forward", policy.max_len)]
+
+
+def _word_embeddings_owner(model: nn.Module):
+    emb = model.get_input_embeddings()
+    for module in model.modules():
+        for name, child in module.named_children():
+            if child is emb:
+                return module, name
+    raise ExportError("could not find the word-embedding module to quantize")
+
+
+def _export(module: nn.Module, sample: tuple, dynamic: bool, max_len: int):
+    if not dynamic:
+        return torch.export.export(module, sample)
+    seq = torch.export.Dim("seq", min=2, max=max_len)
+    return torch.export.export(module, sample, dynamic_shapes={n: {1: seq} for n in
+                                                               ("input_ids", "attention_mask", "token_type_ids")})
+
+
+def _quantize(exported, quantization: str, calibration: list[tuple], sample: tuple, dynamic: bool, max_len: int):
+    xq = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    config = xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quantization == "int8")
+    prepared = prepare_pt2e(exported.module(), xq.XNNPACKQuantizer().set_global(config))
+    for inputs in calibration:
+        prepared(*inputs)
+    return _export(convert_pt2e(prepared), sample, dynamic, max_len)
+
+
+def count_outside_delegate(edge) -> Counter:
+    """Operator -> count of the call_function nodes that stay outside any delegate, all methods."""
+    outside: Counter = Counter()
+    for name in edge.methods:
+        for node in edge.exported_program(name).graph_module.graph.nodes:
+            if node.op != "call_function":
+                continue
+            target = getattr(node.target, "__name__", str(node.target))  # e.g. "aten.native_layer_norm.default"
+            if "call_delegate" in target or target == "getitem":
+                continue
+            parts = target.split(".")
+            outside[".".join(parts[:2]) if len(parts) >= 2 else target] += 1
+    return outside
+
+
+class ExecuTorchRunner(ArtifactRunner):
+    """Runs a .pte classifier with ExecuTorch's Python runtime (portable kernels + XNNPACK).
+
+    Args:
+        path: the .pte file.
+        policy: its sequence-length policy (from the bundle's metadata.json).
+        pad_id: the tokenizer's [PAD] id.
+
+    Raises:
+        ExportError: runtime missing, file not a loadable program, or its methods do not match.
+    """
+
+    def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, pad_id: int = 0):
+        rt = require("executorch.extension.pybindings.portable_lib", "executorch")
+        self.path = Path(path)
+        self.policy = policy or SeqLenPolicy()
+        self.pad_id = pad_id
+        if not self.path.is_file():
+            raise ExportError(f"{self.path} does not exist; export it with tinybert-edge export --format executorch")
+        try:
+            with converter_output():  # the runtime logs CPU probing lines to stderr
+                self._module = rt._load_for_executorch(str(self.path))
+            available = set(self._module.method_names())
+        except (RuntimeError, ValueError) as e:
+            raise ExportError(f"{self.path} is not a loadable ExecuTorch program ({e}); export it again") from None
+        wanted = [n for n, _ in method_names(self.policy)]
+        if not set(wanted) <= available:
+            raise ExportError(f"{self.path} has methods {sorted(available)}, but its metadata expects {wanted}; "
+                              "the bundle does not match its artifact, export it again")
+        self._by_len = {length: name for name, length in method_names(self.policy)}
+
+    def signature_for(self, length: int) -> str:
+        return "forward" if self.policy.kind == "dynamic" else self._by_len[length]
+
+    def run(self, signature, ids, mask, types):
+        inputs = [torch.from_numpy(a) for a in (ids, mask, types)]
+        try:
+            return self._module.run_method(signature, inputs)[0].numpy()[0]
+        except RuntimeError as e:
+            raise ExportError(f"{self.path}: method {signature} failed on inputs of length {ids.shape[1]} ({e})") \
+                from None
+
+
+def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
+               policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
+               text_pairs: list[str] | None = None, seq_len: int | None = None,
+               calibration_size: int = 128) -> ExportResult:
+    """Export a sequence classifier to an XNNPACK-delegated .pte and check it against eager PyTorch.
+
+    Args:
+        model_dir: HF sequence-classifier directory (e.g. a distilled student).
+        out_path: the .pte file to write (atomically: temp file, then rename).
+        quantization: "none" (fp32), "int8" (dynamic per-channel, int8 embeddings) or
+            "int8-static" (static activations calibrated on the first texts).
+        policy: sequence-length policy (default fixed 128).
+        texts: inputs for calibration and the parity check (default: three built-in sentences).
+        text_pairs: second segments for pair tasks, aligned with texts.
+        seq_len: shorthand for a fixed policy of that length.
+        calibration_size: how many texts calibrate int8-static.
+
+    Returns:
+        ExportResult; details hold the operators left outside XNNPACK.
+
+    Raises:
+        ExportError: unknown quantization, bad policy, missing package, a failed lowering, or a
+            matmul left outside the XNNPACK delegate.
+        tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantization!r} for executorch; use one of "
+                          f"{', '.join(QUANTIZATIONS)}")
+    policy = policy or SeqLenPolicy.make(seq_len or 128)
+    out_path = Path(out_path)
+    wrapper, tok, config = load_for_export(model_dir)
+    policy.check(config.max_position_embeddings)
+    texts = texts or ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
+    rows = tokenize(tok, texts, text_pairs, policy.max_len)
+    with converter_output():
+        require("executorch.exir", "executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    t0 = time.perf_counter()
+    module = wrapper
+    if quantization != "none":
+        module = copy.deepcopy(wrapper)
+        owner, name = _word_embeddings_owner(module.model)
+        setattr(owner, name, Int8RowwiseEmbedding(getattr(owner, name)))
+    dynamic = policy.kind == "dynamic"
+    # dynamic activation ranges need no statistics; a few passes only build the observers
+    n_calibration = calibration_size if quantization == "int8-static" else 4
+    programs = {}
+    try:
+        with converter_output(), torch.no_grad():
+            for method, length in method_names(policy):
+                sample = tuple(torch.from_numpy(a) for a in pad_row(*rows[0], length, tok.pad_token_id))
+                ep = _export(module, sample, dynamic, policy.max_len)
+                if quantization != "none":
+                    calib_len = (lambda n: max(n, 2)) if dynamic else (lambda n: length)
+                    calibration = [tuple(torch.from_numpy(a) for a in pad_row(ids, types, calib_len(len(ids)),
+                                                                                tok.pad_token_id))
+                                   for ids, types in rows[:n_calibration] if len(ids) <= length]
+                    ep = _quantize(ep, quantization, calibration or [sample], sample, dynamic, policy.max_len)
+                programs[method] = ep
+            edge = to_edge_transform_and_lower(programs if len(programs) > 1 else programs["forward"],
+                                               partitioner=[XnnpackPartitioner()])
+            outside = count_outside_delegate(edge)
+            data = edge.to_executorch().buffer
+    except ExportError as e:
+        raise ExportError(f"ExecuTorch export of {model_dir} failed: {e}") from None
+    matmuls = {op: n for op, n in outside.items() if op.split(".")[-1] in MATMUL_OPS}
+    if matmuls:
+        raise ExportError(f"matmuls left outside XNNPACK: {matmuls}; this executorch version does not delegate "
+                          "them, the .pte would be slow, so nothing was written")
+    write_bytes_atomically(data, out_path)
+    seconds = time.perf_counter() - t0
+    reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
+    candidate = ExecuTorchRunner(out_path, policy, pad_id=tok.pad_token_id).logits(rows)
+    recipes = {"none": "fp32",
+               "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
+               "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
+                              f"{min(calibration_size, len(rows))} texts); int8 row-wise word embeddings"}
+    details = {"runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
+               "delegate": "XnnpackPartitioner",
+               "ops_outside_delegate": dict(sorted(outside.items())),
+               "ops_outside_delegate_total": sum(outside.values()),
+               "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)]}
+    return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
+                        ParityReport.compare(reference, candidate), details, reference, candidate)
