@@ -437,8 +437,12 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     Raises:
         ExportError/BundleError: a request no format can satisfy (checked before any export).
     """
-    from tinybert_edge.models import load_config
+    from tinybert_edge.models import check_classifier, load_config
 
+    model_dir = resolve_model_dir(model_dir).resolve()
+    out = Path(out_dir).resolve()
+    if out == model_dir or model_dir in out.parents:
+        raise BundleError(f"output {out} is inside the model directory {model_dir}; choose another --out")
     specs = [get_format(f) for f in formats]
     for spec in specs:
         bad = [q for q in quantizations if q not in spec.quantizations]
@@ -449,9 +453,6 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             raise ExportError(f"{spec.name} does not support a {policy.kind} sequence length "
                               f"(it supports {', '.join(spec.policies)}); "
                               + ("use --buckets 32,64,128 instead" if policy.kind == "dynamic" else ""))
-    from tinybert_edge.models import check_classifier
-
-    model_dir = resolve_model_dir(model_dir).resolve()
     config = load_config(model_dir)
 
     check_classifier(config, model_dir)

@@ -18,7 +18,8 @@ WORDS = ("the a film movie is was good bad great awful fun dull plot actor story
 def _vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    return specials + list(".,!?'") + letters + ["##" + c for c in letters] + sorted(set(WORDS))
+    tokens = specials + list(".,!?'") + letters + ["##" + c for c in letters] + sorted(set(WORDS))
+    return list(dict.fromkeys(tokens))  # "a" is a letter and a word: ids must stay dense
 
 
 def make_tokenizer(dir_: Path):

@@ -1,0 +1,195 @@
+"""Bundles end to end on a tiny classifier: export -> metadata.json -> load -> classify, through the
+real runtimes; the CLI's export/predict; every bad input of issue #3."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from converters import ExportError, SeqLenPolicy
+from converters.bundle import BundleError, export_bundle, load_bundle
+from tinybert_edge.cli import main
+from tinybert_edge.errors import ModelError
+from conftest import make_tiny_model_dir, sentences, write_tsv
+
+pytestmark = pytest.mark.slow
+
+HARD = ["Café déjà vu!", "電影很好看", "great 😀 film", "tab\there\x07bell", "", "   ", "?!?!...,,,",
+        "ÉCOLE Ñandú naïve", " ".join(["brilliant"] * 200)]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "student", classifier=True, layers=2, seed=9)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    return write_tsv(tmp_path_factory.mktemp("data") / "dev.tsv", sentences(40, seed=3))
+
+
+@pytest.fixture(scope="module")
+def bundles(model, dev, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles")
+    assert main(["export", "--model", str(model), "--format", "all", "--quantize", "int8", "--seq-len", "32",
+                 "--data", str(dev), "--out", str(out), "--zip", "--threshold", "90"]) == 0
+    return out
+
+
+def test_export_writes_one_bundle_per_format_with_metadata(bundles, dev):
+    names = sorted(p.name for p in bundles.iterdir())
+    assert names == ["student-executorch-int8-seq32", "student-executorch-int8-seq32.zip",
+                     "student-tflite-int8-seq32", "student-tflite-int8-seq32.zip"]
+    for fmt, suffix, dtype in (("executorch", ".pte", "int64"), ("tflite", ".tflite", "int32")):
+        d = bundles / f"student-{fmt}-int8-seq32"
+        assert sorted(p.name for p in d.iterdir()) == sorted(["labels.txt", "metadata.json", "vocab.txt",
+                                                              f"model{suffix}"])
+        meta = json.loads((d / "metadata.json").read_text())
+        assert meta["status"] == "passed" and meta["format"] == fmt
+        assert meta["task"]["labels"] == ["neg", "pos"]
+        assert (d / "labels.txt").read_text() == "neg\npos\n"
+        assert [i["dtype"] for i in meta["inputs"]] == [dtype] * 3
+        assert meta["inputs"][0]["shape"] == [1, 32] and meta["max_seq_len"] == 32
+        assert meta["tokenizer"]["do_lower_case"] is True and meta["tokenizer"]["cls_id"] == 2
+        assert meta["validation"]["examples"] == 40 and meta["validation"]["data"] == str(dev)
+        assert 0.0 <= meta["validation"]["artifact_accuracy"] <= 1.0
+        assert len(meta["source_model"]["sha256"]) == 64 and meta["quantization"]["name"] == "int8"
+        assert meta["files"][f"model{suffix}"]["bytes"] == (d / f"model{suffix}").stat().st_size
+
+
+def test_bundle_tokenizer_equals_the_models_tokenizer(bundles, model):
+    from tinybert_edge.models import load_tokenizer
+
+    ref = load_tokenizer(model)
+    tok = load_bundle(bundles / "student-tflite-int8-seq32").tokenizer()
+    texts = HARD + [t for t, _ in sentences(30, seed=1)]
+    assert tok(texts, truncation=True, max_length=32)["input_ids"] == ref(texts, truncation=True,
+                                                                           max_length=32)["input_ids"]
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "tflite"])
+def test_round_trip_dir_and_zip_give_the_exported_logits(bundles, fmt, dev):
+    from converters.base import tokenize
+
+    d = bundles / f"student-{fmt}-int8-seq32"
+    texts = [line.split("\t")[0] for line in dev.read_text().splitlines()[1:6]]
+    for path in (d, d.with_name(d.name + ".zip")):
+        b = load_bundle(path)
+        probs, ms = b.classify(texts)
+        assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5) and len(ms) == 5
+        logits = b.runner().logits(tokenize(b.tokenizer(), texts, None, 32))
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        assert np.allclose(probs, e / e.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_predict_prints_label_probabilities_and_latency(bundles, capsys):
+    assert main(["predict", "--bundle", str(bundles / "student-executorch-int8-seq32"), "good fun film",
+                 "awful dull plot"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all(" ms " in line for line in out[:2])
+    assert out[0].split()[0] in ("neg", "pos") and "[neg 0." in out[0]
+
+
+def test_sha256_mismatch_and_missing_file_are_refused(bundles, tmp_path):
+    import shutil
+
+    d = tmp_path / "b"
+    shutil.copytree(bundles / "student-tflite-int8-seq32", d)
+    art = d / "model.tflite"
+    art.write_bytes(art.read_bytes()[:-100])  # truncated
+    with pytest.raises(BundleError, match="sha256 mismatch for model.tflite"):
+        load_bundle(d)
+    assert main(["predict", "--bundle", str(d), "good"]) == 2
+    art.unlink()
+    with pytest.raises(BundleError, match="model.tflite is missing"):
+        load_bundle(d)
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(tmp_path)
+
+
+def test_zip_with_path_traversal_is_refused(bundles, tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("b/metadata.json", (bundles / "student-tflite-int8-seq32" / "metadata.json").read_text())
+        z.writestr("../../outside.txt", "gotcha")
+    with pytest.raises(BundleError, match="unsafe entries"):
+        load_bundle(evil)
+    assert not (tmp_path.parent / "outside.txt").exists()
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(BundleError, match="neither a bundle directory nor a zip"):
+        load_bundle(junk)
+
+
+def test_failed_validation_keeps_the_bundle_marked_failed(model, dev, tmp_path, monkeypatch, capsys):
+    """Forces a failed agreement by lowering what the parity report returns (a real failing artifact
+    cannot be produced on demand); everything after that, exit code, marking, refusal, is real."""
+    from converters import base
+
+    real = base.ParityReport.compare.__func__
+
+    def worse(cls, reference, candidate):
+        r = real(cls, reference, candidate)
+        return cls(r.examples, r.max_abs, r.mean_abs, r.sqnr_db, 0.5)
+
+    monkeypatch.setattr(base.ParityReport, "compare", classmethod(worse))
+    out = tmp_path / "b"
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none", "--seq-len", "32",
+                 "--data", str(dev), "--out", str(out)]) == 3
+    assert "under the threshold 99 %" in capsys.readouterr().err
+    d = out / "student-tflite-none-seq32"
+    assert json.loads((d / "metadata.json").read_text())["status"] == "failed"
+    with pytest.raises(BundleError, match="failed validation"):
+        load_bundle(d)
+    assert load_bundle(d, allow_failed=True).format == "tflite"
+
+
+def test_bad_export_requests(model, dev, tmp_path, capsys):
+    enc = make_tiny_model_dir(tmp_path / "enc", classifier=False, layers=2)
+    with pytest.raises(ModelError, match="not a sequence classifier"):
+        export_bundle("tflite", enc, tmp_path / "x")
+    assert main(["export", "--model", str(enc), "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", "--model", str(model), "--seq-len", "512", "--out", str(tmp_path / "x")]) == 2
+    assert "outside 3..64" in capsys.readouterr().err
+    assert main(["export", "--model", str(model), "--quantize", "int4", "--out", str(tmp_path / "x")]) == 2
+    assert "does not offer quantization 'int4'" in capsys.readouterr().err
+    assert main(["export", "--model", str(model), "--format", "tflite", "--dynamic", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert main(["export", "--model", str(model), "--out", str(model / "bundles")]) == 2
+    assert "inside the model directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--model", str(model), "--format", "onnx", "--out", str(tmp_path / "x")])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\ngood film\tmaybe\n")
+    assert main(["export", "--model", str(model), "--seq-len", "32", "--data", str(bad), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "label 'maybe'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (model / "bundles").exists()
+
+
+def test_missing_runtime_names_the_pip_package(monkeypatch):
+    import builtins
+
+    from converters.base import require
+
+    real_import = builtins.__import__
+
+    def no_litert(name, *a, **k):
+        if name.startswith("ai_edge_litert"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    import sys
+
+    for m in [m for m in sys.modules if m.startswith("ai_edge_litert")]:
+        monkeypatch.delitem(sys.modules, m)
+    with pytest.raises(ExportError, match="pip install ai-edge-litert"):
+        require("ai_edge_litert.interpreter", "ai-edge-litert")
+
+
+def test_policy_round_trips_through_metadata():
+    p = SeqLenPolicy.make(128, buckets=[32, 64])
+    assert p.buckets == (32, 64, 128) and SeqLenPolicy.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert [p.pad_length(n) for n in (2, 32, 33, 100)] == [32, 32, 64, 128]
