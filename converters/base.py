@@ -43,7 +43,7 @@ def require(module: str, package: str):
 
 
 @contextlib.contextmanager
-def converter_output():
+def converter_output(what: str = "conversion"):
     """Keep the converters' own chatter (progress trees, C++ log lines, deprecation warnings) off
     the terminal, so the user sees one line per artifact; a failure re-raises as ExportError
     with the tail of what they printed. TINYBERT_EDGE_VERBOSE=1 shows everything instead.
@@ -70,7 +70,7 @@ def converter_output():
             sys.stderr.flush()
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-15:]
-            raise ExportError(f"conversion failed: {type(e).__name__}: {e}" +
+            raise ExportError(f"{what} failed: {type(e).__name__}: {e}" +
                               ("\nconverter output (tail):\n  " + "\n  ".join(tail) if tail else "")) from None
         finally:
             sys.stdout.flush()

@@ -225,7 +225,7 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
             "quantization": {"name": quantization, "recipe": r.details["recipe"]},
             "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
-                             "hidden_size": config.hidden_size},
+                             "hidden_size": config.hidden_size, "params": r.details.get("params")},
             "tools": {"tinybert_edge": __version__, "torch": _version("torch"),
                       "transformers": _version("transformers"), "executorch": _version("executorch"),
                       "litert_torch": _version("litert-torch"), "ai_edge_litert": _version("ai-edge-litert")},

@@ -232,7 +232,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
                               f"{min(calibration_size, len(rows))} texts); int8 row-wise word embeddings"}
-    details = {"runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
+    details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
                "delegate": "XnnpackPartitioner",
                "ops_outside_delegate": dict(sorted(outside.items())),
                "ops_outside_delegate_total": sum(outside.values()),

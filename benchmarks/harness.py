@@ -1,0 +1,239 @@
+"""Benchmark harness: teacher vs student, every runtime, one report.
+
+Each row is measured by `benchmarks.worker` in a fresh process (threads set explicitly,
+OMP_WAIT_POLICY=PASSIVE), at batch 1, after warm-up. Rows: the BERT-base-shaped teacher
+(BertConfig(), random weights: size and speed only, never accuracy), the fine-tuned teacher
+in eager PyTorch, the student in eager PyTorch, and each student bundle through its runtime.
+Two workloads: "fixed" (every input padded to seq-len, comparable to other reports) and "real"
+(the eval texts at their own lengths; length-aware bundles shrink, fixed ones cannot).
+
+A row that fails (missing runtime, unloadable artifact, unknown labels) is kept with status
+"failed" and its reason, as yolo benchmark does; the rest of the table is still produced.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as _md
+from pathlib import Path
+
+SCHEMA = "tinybert-edge/bench"
+SCHEMA_VERSION = 1
+ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "i8mm", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+             "avx_vnni", "amx_int8")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to measure.
+
+    Attributes:
+        name: row label.
+        kind: "bert-base" (BertConfig(), random weights), "eager" (HF model dir) or "bundle".
+        path: model directory or bundle (None for bert-base).
+        role: "teacher" or "student".
+    """
+
+    name: str
+    kind: str
+    path: str | None
+    role: str
+
+
+def machine_info() -> dict:
+    """CPU model, cores, ISA flags, OS, Python and runtime versions."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware", "cpu part") and cpu in ("", platform.machine(), platform.processor()):
+                cpu = value.strip()
+            if key in ("flags", "features"):
+                flags.update(value.split())
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("torch", "transformers", "executorch", "ai-edge-litert", "litert-torch", "numpy"):
+        try:
+            versions[pkg] = _md.version(pkg)
+        except _md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cpu": cpu, "arch": platform.machine(), "cores": os.cpu_count(),
+            "isa": sorted(f for f in ISA_FLAGS if f in flags), "os": platform.platform(),
+            "python": platform.python_version(), "versions": versions}
+
+
+def _measure(target: Target, threads: int, workload: str, cfg: dict, timeout: float) -> dict:
+    spec = {"kind": target.kind, "path": target.path, "threads": threads, "workload": workload,
+            "seq_len": cfg["seq_len"], "data": cfg["data"], "warmup": cfg["warmup"], "runs": cfg["runs"],
+            "max_examples": cfg["max_examples"], "tokenizer": cfg["tokenizer"],
+            # accuracy once per target (real workload, first thread count): it does not depend on either
+            "accuracy": cfg["data"] is not None and target.kind != "bert-base" and workload == cfg["workloads"][-1]
+            and threads == cfg["threads"][0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(out_path)],
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
+        if not out_path.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {"status": "failed", "reason": f"worker exited {proc.returncode}: {tail[0]}"}
+        return json.loads(out_path.read_text())
+
+
+def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str], seq_len: int = 128,
+              data: str | None = None, max_examples: int | None = None, warmup: int = 10, runs: int = 100,
+              tokenizer: str | None = None, timeout: float = 1800, progress=None) -> dict:
+    """Measure every target x threads x workload and return the report (schema SCHEMA).
+
+    Args:
+        targets: rows to measure.
+        threads: thread counts, each >= 1.
+        workloads: "fixed" and/or "real".
+        seq_len: fixed length, and the truncation length of the real workload.
+        data: labelled eval file (real texts and accuracy); None: synthetic ids, no accuracy.
+        max_examples: use the first N eval rows.
+        warmup, runs: untimed and timed inferences per row.
+        tokenizer: model directory whose tokenizer feeds the BERT-base-shaped teacher.
+        timeout: seconds per row before it is marked failed.
+        progress: called with (done, total, row) after each row.
+
+    Returns:
+        The report dict: schema, date, machine, settings, rows (with ratios vs each teacher).
+
+    Raises:
+        ValueError: threads < 1, unknown workload, no targets.
+    """
+    if not targets:
+        raise ValueError("nothing to benchmark: give --teacher and/or --student")
+    if any(t < 1 for t in threads):
+        raise ValueError(f"--threads {','.join(map(str, threads))}: every count must be at least 1")
+    bad = [w for w in workloads if w not in ("fixed", "real")]
+    if bad:
+        raise ValueError(f"unknown workload {bad[0]!r}; use fixed and/or real")
+    cfg = {"seq_len": seq_len, "data": data, "warmup": warmup, "runs": runs, "max_examples": max_examples,
+           "tokenizer": tokenizer, "workloads": workloads, "threads": threads}
+    rows = []
+    plan = [(t, n, w) for w in workloads for n in threads for t in targets]
+    for i, (t, n, w) in enumerate(plan):
+        res = _measure(t, n, w, cfg, timeout)
+        row = {"name": t.name, "kind": t.kind, "role": t.role, "path": t.path, "threads": n, "workload": w, **res}
+        if t.kind == "bert-base":
+            row["note"] = "BertConfig() with random weights: size and speed only, never accuracy"
+        rows.append(row)
+        if progress:
+            progress(i + 1, len(plan), row)
+    _add_accuracy_to_all_rows(rows)
+    _add_ratios(rows, targets)
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
+            "settings": {k: v for k, v in cfg.items()}, "rows": rows}
+
+
+def _add_accuracy_to_all_rows(rows: list[dict]) -> None:
+    """Accuracy is measured once per target; copy it to that target's other rows."""
+    acc = {r["name"]: (r["accuracy"], r.get("accuracy_examples")) for r in rows if r.get("accuracy") is not None}
+    for r in rows:
+        if r["name"] in acc and r.get("status") == "ok":
+            r["accuracy"], r["accuracy_examples"] = acc[r["name"]]
+
+
+def _add_ratios(rows: list[dict], targets: list[Target]) -> None:
+    """speedup_vs[<teacher>] = teacher p50 / row p50 (same threads and workload); size likewise."""
+    teachers = [t.name for t in targets if t.role == "teacher"]
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        r["speedup_vs"], r["smaller_vs"] = {}, {}
+        for name in teachers:
+            ref = next((x for x in rows if x["name"] == name and x["threads"] == r["threads"]
+                        and x["workload"] == r["workload"] and x.get("status") == "ok"), None)
+            if ref:
+                r["speedup_vs"][name] = ref["p50_ms"] / r["p50_ms"]
+                r["smaller_vs"][name] = ref["size_bytes"] / r["size_bytes"]
+
+
+def to_markdown(report: dict) -> str:
+    """The report as a Markdown table with machine info."""
+    m = report["machine"]
+    teachers = sorted({k for r in report["rows"] for k in r.get("speedup_vs", {})})
+    head = ["model", "runtime", "quant", "threads", "workload", "tokens", "size MB", "p50 ms", "p90 ms", "p99 ms",
+            "trimmed ms", "first ms", "load s", "RSS MB", "accuracy"] + [f"speedup vs {t}" for t in teachers] + \
+        ["status"]
+    lines = [f"Benchmark {report['date']} on {m['cpu']} ({m['arch']}, {m['cores']} cores, ISA {' '.join(m['isa'])}), "
+             f"{m['os']}, batch 1, {report['settings']['runs']} timed runs after {report['settings']['warmup']} "
+             "warm-up runs per row, one process per row.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["rows"]:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['name']} | | | {r['threads']} | {r['workload']} |" + " |" * (len(head) - 6) +
+                         f" failed: {r.get('reason', '')} |")
+            continue
+        acc = "n/a" if r.get("accuracy") is None else f"{100 * r['accuracy']:.2f} %"
+        cells = [r["name"], r["backend"], r["quantization"], str(r["threads"]), r["workload"],
+                 f"{r['mean_input_tokens']:.0f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['p50_ms']:.2f}",
+                 f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['trimmed_mean_ms']:.2f}",
+                 f"{r['first_inference_ms']:.1f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", acc]
+        cells += [f"{r['speedup_vs'][t]:.1f}x" if t in r.get("speedup_vs", {}) else "" for t in teachers]
+        cells.append("ok")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "BERT-base-shaped teacher: BertConfig() with random weights, for size and speed only.",
+              "speedup = teacher p50 / row p50 at the same threads and workload."]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    """p50 latency per row (log scale), one panel per workload, bars coloured by runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r.get("status") == "ok"]
+    workloads = sorted({r["workload"] for r in rows})
+    fig, axes = plt.subplots(1, max(len(workloads), 1), figsize=(7 * max(len(workloads), 1), 0.45 * len(rows) + 2),
+                             squeeze=False)
+    colours = {"pytorch-eager": "#888888", "executorch": "#d62728", "tflite": "#1f77b4"}
+    for ax, w in zip(axes[0], workloads):
+        sel = [r for r in rows if r["workload"] == w]
+        labels = [f"{r['name']} ({r['quantization']}, {r['threads']}t)" for r in sel]
+        ax.barh(range(len(sel)), [r["p50_ms"] for r in sel], color=[colours.get(r["backend"], "#2ca02c") for r in sel])
+        ax.set_yticks(range(len(sel)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency, ms (log scale, batch 1)")
+        ax.set_title(f"workload: {w}")
+        for i, r in enumerate(sel):
+            ax.text(r["p50_ms"], i, f" {r['p50_ms']:.1f} ms, {r['size_bytes'] / 1e6:.0f} MB", va="center", fontsize=7)
+    fig.suptitle(f"{report['machine']['cpu']}, {report['date'][:10]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
+    """bench.json, bench.md and bench.png in out_dir, each written atomically."""
+    from tinybert_edge.models import write_bytes_atomically, write_json_atomically
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md", "png": out_dir / "bench.png"}
+    write_json_atomically(paths["json"], report)
+    write_bytes_atomically((to_markdown(report) + "\n").encode(), paths["md"])
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "bench.png"
+        plot(report, staged)
+        write_bytes_atomically(staged.read_bytes(), paths["png"])
+    return paths

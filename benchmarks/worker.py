@@ -1,0 +1,196 @@
+"""One benchmark measurement in its own process: one model, one runtime, one thread count, one
+workload. The harness starts one process per row because torch's and ExecuTorch's thread
+pools fight inside one process, and so that peak RSS belongs to one runtime alone.
+
+    python -m benchmarks.worker SPEC.json RESULT.json
+
+SPEC holds: kind ("eager" | "bert-base" | "bundle"), path, threads, workload ("fixed" |
+"real"), seq_len, data (labelled file or null), warmup, runs, max_examples, accuracy (bool).
+RESULT gets the measured fields, or {"status": "failed", "reason": ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def latency_stats(ms: list[float]) -> dict:
+    """p50/p90/p99, mean, std and 10 %-trimmed mean of per-inference latencies (ms).
+
+    The trimmed mean drops the fastest and slowest 10 % (as ExecuTorch's Android benchmark app
+    reports); percentiles use linear interpolation (numpy's default).
+    """
+    a = np.sort(np.asarray(ms, dtype=np.float64))
+    k = int(len(a) * 0.1)
+    trimmed = a[k : len(a) - k] if len(a) - 2 * k > 0 else a
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "std_ms": float(a.std()),
+            "trimmed_mean_ms": float(trimmed.mean()), "runs": int(len(a))}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _rows(spec: dict, tokenizer):
+    """Tokenized eval rows (ids, types) and gold ids, or synthetic rows when there is no data."""
+    from converters.base import tokenize
+
+    if spec.get("data"):
+        from tinybert_edge.data import iter_task_examples
+
+        texts, pairs, labels = [], [], []
+        for ex in iter_task_examples(spec["data"]):
+            if spec.get("max_examples") and len(texts) >= spec["max_examples"]:
+                break
+            texts.append(ex.text)
+            pairs.append(ex.text_pair)
+            labels.append(ex.label)
+        rows = tokenize(tokenizer, texts, pairs if any(p is not None for p in pairs) else None, spec["seq_len"])
+        return rows, labels
+    rng = np.random.default_rng(0)  # synthetic full-length inputs drawn from the model's own vocabulary
+    n = spec["seq_len"]
+    return [([tokenizer.cls_token_id] + rng.integers(0, len(tokenizer.get_vocab()), n - 2).tolist()
+             + [tokenizer.sep_token_id], [0] * n) for _ in range(64)], None
+
+
+class _Eager:
+    """Eager PyTorch (HF's default SDPA attention), batch 1, unpadded in the real workload."""
+
+    def __init__(self, spec: dict):
+        import torch
+
+        torch.set_num_threads(spec["threads"])
+        self.torch = torch
+        if spec["kind"] == "bert-base":
+            from transformers import BertConfig, BertForSequenceClassification
+
+            from tinybert_edge.models import load_tokenizer
+
+            torch.manual_seed(0)
+            self.model = BertForSequenceClassification(BertConfig(num_labels=2)).eval()
+            # BertConfig() has bert-base-uncased's vocabulary, which the MiniLM teacher shares:
+            # its tokenizer gives the real token counts of the eval texts
+            self.tokenizer = load_tokenizer(spec["tokenizer"])
+            self.labels = None  # random weights: no accuracy
+            self.size_bytes = sum(p.numel() * p.element_size() for p in self.model.state_dict().values())
+            self.quantization = "none"
+        else:
+            from tinybert_edge.models import load_classifier, load_tokenizer, resolve_model_dir
+
+            d = resolve_model_dir(spec["path"])
+            self.model = load_classifier(d).eval()
+            self.tokenizer = load_tokenizer(d)
+            self.labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+            self.size_bytes = sum(p.stat().st_size for p in d.glob("*.safetensors"))
+            self.quantization = "none"
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.pad_id = 0
+        self.backend = "pytorch-eager"
+
+    def run(self, ids, types, length):
+        from converters.base import pad_row
+
+        t = [self.torch.from_numpy(a) for a in pad_row(ids, types, length, self.pad_id)]
+        with self.torch.inference_mode():
+            return self.model(input_ids=t[0], attention_mask=t[1], token_type_ids=t[2]).logits[0].float().numpy()
+
+    def pad_length(self, n: int, spec: dict) -> int:
+        return spec["seq_len"] if spec["workload"] == "fixed" else n
+
+
+class _Bundle:
+    """An exported artifact through its real runtime (ExecuTorch or ai-edge-litert)."""
+
+    def __init__(self, spec: dict):
+        from converters.bundle import load_bundle
+
+        b = load_bundle(spec["path"])
+        self.bundle = b
+        if b.format == "executorch":
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(spec["threads"])
+        self.runner = b.runner(threads=spec["threads"])
+        self.tokenizer = b.tokenizer()
+        self.labels = b.labels
+        self.size_bytes = b.artifact.stat().st_size
+        self.params = b.metadata["source_model"].get("params")
+        self.quantization = b.metadata["quantization"]["name"]
+        self.pad_id = b.metadata["tokenizer"]["pad_id"]
+        self.backend = b.format
+        self.policy = b.policy
+        if b.policy.max_len != spec["seq_len"]:
+            raise ValueError(f"bundle max_seq_len {b.policy.max_len} differs from the workload's seq-len "
+                             f"{spec['seq_len']}; export it with --seq-len {spec['seq_len']}")
+
+    def run(self, ids, types, length):
+        from converters.base import pad_row
+
+        return self.runner.run(self.runner.signature_for(length), *pad_row(ids, types, length, self.pad_id))
+
+    def pad_length(self, n: int, spec: dict) -> int:
+        # real workload: a length-aware artifact shrinks to the input, a fixed one takes its full
+        # length anyway; fixed workload: everything at seq_len, for reports comparable to others
+        return self.policy.pad_length(n) if spec["workload"] == "real" else spec["seq_len"]
+
+
+def measure(spec: dict) -> dict:
+    """Run one measurement; see the module docstring for SPEC."""
+    t0 = time.perf_counter()
+    target = _Bundle(spec) if spec["kind"] == "bundle" else _Eager(spec)
+    load_s = time.perf_counter() - t0
+    rows, gold = _rows(spec, target.tokenizer)
+    lengths = [target.pad_length(len(ids), spec) for ids, _ in rows]
+    t = time.perf_counter()
+    target.run(*rows[0], lengths[0])
+    first_ms = 1000 * (time.perf_counter() - t)
+    for i in range(spec["warmup"]):
+        target.run(*rows[i % len(rows)], lengths[i % len(rows)])
+    ms = []
+    for i in range(spec["runs"]):
+        j = i % len(rows)
+        t = time.perf_counter()
+        target.run(*rows[j], lengths[j])
+        ms.append(1000 * (time.perf_counter() - t))
+    out = {"status": "ok", "backend": target.backend, "quantization": target.quantization,
+           "load_s": load_s, "first_inference_ms": first_ms, **latency_stats(ms),
+           "size_bytes": int(target.size_bytes), "params": target.params,
+           "mean_input_tokens": float(np.mean([lengths[i % len(rows)] for i in range(spec["runs"])])),
+           "mean_real_tokens": float(np.mean([len(r[0]) for r in rows]))}
+    if spec.get("accuracy") and gold is not None and target.labels is not None:
+        unknown = sorted({g for g in gold if g not in target.labels})
+        if unknown:
+            raise ValueError(f"eval labels {unknown} are unknown to the model (labels {target.labels})")
+        preds = [int(np.argmax(target.run(ids, types, n))) for (ids, types), n in zip(rows, lengths)]
+        out["accuracy"] = float(np.mean([target.labels[p] == g for p, g in zip(preds, gold)]))
+        out["accuracy_examples"] = len(preds)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def main(argv=None) -> int:
+    argv = argv if argv is not None else sys.argv[1:]
+    spec = json.loads(Path(argv[0]).read_text())
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        from converters.base import converter_output
+
+        with converter_output("measurement"):  # runtimes' setup logs stay off the harness's terminal
+            result = measure(spec)
+    except Exception as e:  # every failure becomes a failed row with its reason
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        result = {"status": "failed", "reason": f"{type(e).__name__}: {msg}"}
+    Path(argv[1]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Benchmark harness: latency statistics, one process per row through the real runtimes, failed
+rows kept with their reason, ratios, and the JSON/Markdown/PNG report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.harness import Target, machine_info, run_bench, to_markdown, write_report
+from benchmarks.worker import latency_stats
+from tinybert_edge.cli import main
+from conftest import make_tiny_model_dir, sentences, write_tsv
+
+
+def test_latency_stats_match_numpy_and_trim_ten_percent():
+    ms = [float(x) for x in range(1, 21)] + [1000.0]  # one outlier
+    s = latency_stats(ms)
+    assert s["p50_ms"] == np.percentile(ms, 50) and s["p99_ms"] == np.percentile(ms, 99)
+    assert s["runs"] == 21 and s["mean_ms"] == pytest.approx(np.mean(ms))
+    assert s["trimmed_mean_ms"] == pytest.approx(np.mean(sorted(ms)[2:-2]))  # outlier dropped
+    assert s["trimmed_mean_ms"] < s["mean_ms"]
+
+
+def test_machine_info_names_cpu_cores_and_versions():
+    m = machine_info()
+    assert m["cores"] >= 1 and m["cpu"] and m["arch"]
+    assert m["versions"]["torch"] and "executorch" in m["versions"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    teacher = make_tiny_model_dir(root / "teacher", classifier=True, layers=4, seed=1)
+    student = make_tiny_model_dir(root / "student", classifier=True, layers=2, seed=2)
+    dev = write_tsv(root / "dev.tsv", sentences(30, seed=4))
+    return root, teacher, student, dev
+
+
+@pytest.mark.slow
+def test_bench_cli_writes_json_md_png_with_failed_row_kept(tiny, tmp_path, capsys):
+    root, teacher, student, dev = tiny
+    assert main(["export", "--model", str(student), "--format", "all", "--quantize", "int8", "--seq-len", "32",
+                 "--data", str(dev), "--out", str(root / "bundles"), "--threshold", "50"]) == 0
+    bundles = sorted(str(p) for p in (root / "bundles").iterdir())
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(bundles[0], broken)
+    (broken / "model.pte").write_bytes(b"garbage")
+    out = tmp_path / "report"
+    rc = main(["bench", "--teacher", str(teacher), "--no-bert-base", "--student", str(student), *bundles, str(broken),
+               "--seq-len", "32", "--data", str(dev), "--runs", "5", "--warmup", "1", "--threads", "1",
+               "--out", str(out)])
+    assert rc == 3  # one row failed, the table is still there
+    report = json.loads((out / "bench.json").read_text())
+    assert report["schema"] == "tinybert-edge/bench" and report["schema_version"] == 1
+    rows = {(r["name"], r["workload"]): r for r in report["rows"]}
+    assert len(rows) == 2 * 5
+    bad = rows[("broken", "fixed")]
+    assert bad["status"] == "failed" and "sha256 mismatch" in bad["reason"]
+    for (name, _), r in rows.items():
+        if name == "broken":
+            continue
+        assert r["status"] == "ok", r
+        assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["size_bytes"] > 0 and r["peak_rss_mb"] > 0
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["accuracy_examples"] == 30
+        assert r["speedup_vs"]["teacher"] == pytest.approx(rows[("teacher", r["workload"])]["p50_ms"] / r["p50_ms"])
+    assert rows[("teacher", "real")]["mean_input_tokens"] < 32 == rows[("teacher", "fixed")]["mean_input_tokens"]
+    md = (out / "bench.md").read_text()
+    assert "failed: " in md and "| teacher | pytorch-eager |" in md
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_bad_input(tiny, tmp_path, capsys):
+    root, teacher, student, dev = tiny
+    assert main(["bench", "--teacher", str(teacher), "--threads", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert main(["bench", "--student", str(tmp_path), "--no-bert-base", "--out", str(tmp_path / "r")]) == 2
+    assert "neither a model directory nor a bundle" in capsys.readouterr().err
+    assert main(["bench", "--student", str(student), "--out", str(tmp_path / "r")]) == 2
+    assert "needs a bert-base-uncased tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_unknown_eval_labels_fail_the_row_not_the_table(tiny, tmp_path):
+    root, teacher, student, dev = tiny
+    odd = write_tsv(tmp_path / "odd.tsv", [("good film", "maybe")] * 3)
+    report = run_bench([Target("student", "eager", str(student), "student")], threads=[1], workloads=["real"],
+                       seq_len=32, data=str(odd), runs=2, warmup=0)
+    (row,) = report["rows"]
+    assert row["status"] == "failed" and "unknown to the model" in row["reason"]
+    paths = write_report(report, tmp_path / "r")
+    assert "failed: " in to_markdown(report) and paths["png"].is_file()
