@@ -39,12 +39,14 @@ class Target:
         kind: "bert-base" (BertConfig(), random weights), "eager" (HF model dir) or "bundle".
         path: model directory or bundle (None for bert-base).
         role: "teacher" or "student".
+        accuracy: measure accuracy on the eval data (False for random-weight models).
     """
 
     name: str
     kind: str
     path: str | None
     role: str
+    accuracy: bool = True
 
 
 def machine_info() -> dict:
@@ -76,7 +78,7 @@ def _measure(target: Target, threads: int, workload: str, cfg: dict, timeout: fl
             "seq_len": cfg["seq_len"], "data": cfg["data"], "warmup": cfg["warmup"], "runs": cfg["runs"],
             "max_examples": cfg["max_examples"], "tokenizer": cfg["tokenizer"],
             # accuracy once per target (real workload, first thread count): it does not depend on either
-            "accuracy": cfg["data"] is not None and target.kind != "bert-base" and workload == cfg["workloads"][-1]
+            "accuracy": cfg["data"] is not None and target.accuracy and workload == cfg["workloads"][-1]
             and threads == cfg["threads"][0]}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
@@ -130,7 +132,7 @@ def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str]
     for i, (t, n, w) in enumerate(plan):
         res = _measure(t, n, w, cfg, timeout)
         row = {"name": t.name, "kind": t.kind, "role": t.role, "path": t.path, "threads": n, "workload": w, **res}
-        if t.kind == "bert-base":
+        if not t.accuracy:
             row["note"] = "BertConfig() with random weights: size and speed only, never accuracy"
         rows.append(row)
         if progress:

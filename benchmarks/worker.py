@@ -36,7 +36,15 @@ def latency_stats(ms: list[float]) -> dict:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    """Peak resident memory of this process. VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss over fork+exec, so a worker started by a large parent would report the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _rows(spec: dict, tokenizer):
@@ -155,15 +163,16 @@ def measure(spec: dict) -> dict:
     for i in range(spec["warmup"]):
         target.run(*rows[i % len(rows)], lengths[i % len(rows)])
     ms = []
-    for i in range(spec["runs"]):
-        j = i % len(rows)
+    stride = max(1, len(rows) // spec["runs"])  # timed inputs spread over the whole eval file
+    picked = [(i * stride) % len(rows) for i in range(spec["runs"])]
+    for j in picked:
         t = time.perf_counter()
         target.run(*rows[j], lengths[j])
         ms.append(1000 * (time.perf_counter() - t))
     out = {"status": "ok", "backend": target.backend, "quantization": target.quantization,
            "load_s": load_s, "first_inference_ms": first_ms, **latency_stats(ms),
            "size_bytes": int(target.size_bytes), "params": target.params,
-           "mean_input_tokens": float(np.mean([lengths[i % len(rows)] for i in range(spec["runs"])])),
+           "mean_input_tokens": float(np.mean([lengths[j] for j in picked])),
            "mean_real_tokens": float(np.mean([len(r[0]) for r in rows]))}
     if spec.get("accuracy") and gold is not None and target.labels is not None:
         unknown = sorted({g for g in gold if g not in target.labels})

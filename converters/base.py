@@ -215,6 +215,14 @@ class ArtifactRunner:
     policy: SeqLenPolicy
     pad_id: int = 0
 
+    def _open(self, path, policy: SeqLenPolicy | None, pad_id: int, fmt: str) -> None:
+        """Common setup: remember the file and policy; refuse a missing file."""
+        self.path = Path(path)
+        self.policy = policy or SeqLenPolicy()
+        self.pad_id = pad_id
+        if not self.path.is_file():
+            raise ExportError(f"{self.path} does not exist; export it with tinybert-edge export --format {fmt}")
+
     def signature_for(self, length: int) -> str:
         raise NotImplementedError
 
@@ -223,8 +231,17 @@ class ArtifactRunner:
 
     def logits(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
         """(n, C) logits for tokenized rows, each padded as the policy says."""
+        from tqdm import tqdm
+
         out = []
-        for ids, types in rows:
+        if rows and not getattr(self, "_warm", False):
+            with converter_output("first inference"):  # runtimes log their lazy setup on the first run
+                ids, types = rows[0]
+                length = self.policy.pad_length(len(ids))
+                self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id))
+            self._warm = True
+        for ids, types in tqdm(rows, desc=f"validating {Path(getattr(self, 'path', '')).name}", unit="text",
+                               leave=False, disable=len(rows) < 200):
             length = self.policy.pad_length(len(ids))
             out.append(self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id)))
         return np.stack(out)

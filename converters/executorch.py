@@ -28,7 +28,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -124,11 +123,7 @@ class ExecuTorchRunner(ArtifactRunner):
 
     def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, pad_id: int = 0):
         rt = require("executorch.extension.pybindings.portable_lib", "executorch")
-        self.path = Path(path)
-        self.policy = policy or SeqLenPolicy()
-        self.pad_id = pad_id
-        if not self.path.is_file():
-            raise ExportError(f"{self.path} does not exist; export it with tinybert-edge export --format executorch")
+        self._open(path, policy, pad_id, "executorch")
         try:
             with converter_output():  # the runtime logs CPU probing lines to stderr
                 self._module = rt._load_for_executorch(str(self.path))

@@ -54,11 +54,7 @@ class LiteRTRunner(ArtifactRunner):
     def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, threads: int | None = None,
                  pad_id: int = 0):
         interp = require("ai_edge_litert.interpreter", "ai-edge-litert")
-        self.path = Path(path)
-        self.policy = policy or SeqLenPolicy()
-        self.pad_id = pad_id
-        if not self.path.is_file():
-            raise ExportError(f"{self.path} does not exist; export it with tinybert-edge export --format tflite")
+        self._open(path, policy, pad_id, "tflite")
         try:
             with converter_output():  # the runtime logs its delegate setup to stderr
                 self._interp = interp.Interpreter(model_path=str(self.path), num_threads=threads)

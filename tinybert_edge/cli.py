@@ -258,7 +258,7 @@ def bench_targets(teacher, students, bert_base: bool = True):
 
     from .errors import ConfigError
 
-    targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher")] if bert_base else []
+    targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher", accuracy=False)] if bert_base else []
     if teacher:
         targets.append(Target("teacher", "eager", str(teacher), "teacher"))
     for s in students or []:
@@ -328,7 +328,7 @@ def cmd_bench(a) -> int:
         print(f"exporting the BERT-base-shaped teacher (random weights) to fp32 {', '.join(fmts)} ...", flush=True)
         for path in export_bert_base_bundles(Path(a.out) / "bert-base-shaped", tokenizer, fmts, a.seq_len):
             targets.insert(1, Target(f"BERT-base-shaped {path.name.split('-')[3]} fp32", "bundle", str(path),
-                                     "teacher"))
+                                     "teacher", accuracy=False))
     report = run_bench_cli(targets, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer, out=a.out)
     return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
