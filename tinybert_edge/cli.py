@@ -368,7 +368,8 @@ def _demo_export_step(student, teacher, paths, out):
 def _demo_bench_step(student, teacher, paths, out):
     """The demo's bench: BERT-base-shaped and MiniLM teachers vs the student, eager and int8 bundles."""
     print("\nbenchmarking teacher vs student at batch 1, 1 thread (one process per row) ...", flush=True)
-    bundles = sorted(str(p) for p in (out / "bundles").iterdir() if (p / "metadata.json").is_file())
+    # only the bundles the export step just made, not others a user may have put there
+    bundles = [str(out / "bundles" / f"student-{fmt}-int8-seq128") for fmt in ("executorch", "tflite")]
     targets = bench_targets(teacher, [str(student), *bundles])
     report = run_bench_cli(targets, threads=[1], workloads=["fixed", "real"], seq_len=128, data=str(paths.dev),
                            max_examples=None, runs=50, warmup=5, tokenizer=str(teacher), out=out / "bench")
