@@ -229,17 +229,23 @@ class ArtifactRunner:
     def run(self, signature: str, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def warm_up(self, row: tuple[list[int], list[int]]) -> None:
+        """Run one untimed inference, once per runner, with the runtime's lazy-setup logs hidden."""
+        if getattr(self, "_warm", False):
+            return
+        with converter_output("first inference"):
+            ids, types = row
+            length = self.policy.pad_length(len(ids))
+            self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id))
+        self._warm = True
+
     def logits(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
         """(n, C) logits for tokenized rows, each padded as the policy says."""
         from tqdm import tqdm
 
         out = []
-        if rows and not getattr(self, "_warm", False):
-            with converter_output("first inference"):  # runtimes log their lazy setup on the first run
-                ids, types = rows[0]
-                length = self.policy.pad_length(len(ids))
-                self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id))
-            self._warm = True
+        if rows:
+            self.warm_up(rows[0])
         for ids, types in tqdm(rows, desc=f"validating {Path(getattr(self, 'path', '')).name}", unit="text",
                                leave=False, disable=len(rows) < 200):
             length = self.policy.pad_length(len(ids))

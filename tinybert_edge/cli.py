@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import KitError
+from .errors import ConfigError, KitError
 
 EPILOG = """examples:
   tinybert-edge demo                                   # whole pipeline on the embedded default
@@ -158,13 +158,8 @@ def cmd_evaluate(a) -> int:
 def _policy(a):
     from converters import SeqLenPolicy
 
-    buckets = [x for x in a.buckets.split(",") if x.strip()] if a.buckets else None
-    try:
-        return SeqLenPolicy.make(a.seq_len, dynamic=a.dynamic, buckets=buckets)
-    except ValueError:
-        from .errors import ConfigError
-
-        raise ConfigError(f"--buckets {a.buckets!r} must be comma-separated integers, e.g. 32,64,128") from None
+    buckets = _int_list(a.buckets, "--buckets") if a.buckets else None
+    return SeqLenPolicy.make(a.seq_len, dynamic=a.dynamic, buckets=buckets)
 
 
 def _export_table(results) -> str:
@@ -216,12 +211,8 @@ def cmd_predict(a) -> int:
     if a.file:
         texts += [t for t in Path(a.file).read_text(encoding="utf-8").splitlines()]
     if not texts:
-        from .errors import ConfigError
-
         raise ConfigError("give at least one text: tinybert-edge predict --bundle DIR \"some text\"")
     if a.threads is not None and a.threads <= 0:
-        from .errors import ConfigError
-
         raise ConfigError(f"--threads {a.threads} must be at least 1")
     bundle = load_bundle(a.bundle, allow_failed=a.allow_failed)
     probs, ms = bundle.classify(texts, threads=a.threads)
@@ -243,8 +234,6 @@ def cmd_predict(a) -> int:
 
 
 def _int_list(text: str, flag: str) -> list[int]:
-    from .errors import ConfigError
-
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -255,9 +244,6 @@ def bench_targets(teacher, students, bert_base: bool = True):
     """Harness targets from command-line paths: model directories run eager, bundles run on
     their runtime. Raises ConfigError for a path that is neither."""
     from benchmarks.harness import Target
-
-    from .errors import ConfigError
-
     targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher", accuracy=False)] if bert_base else []
     if teacher:
         targets.append(Target("teacher", "eager", str(teacher), "teacher"))
@@ -291,8 +277,6 @@ def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, r
                                max_examples=max_examples, warmup=warmup, runs=runs, tokenizer=tokenizer,
                                progress=progress)
         except ValueError as e:
-            from .errors import ConfigError
-
             raise ConfigError(str(e)) from None
     paths = write_report(report, Path(out))
     print(to_markdown(report))
@@ -301,8 +285,6 @@ def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, r
 
 
 def cmd_bench(a) -> int:
-    from .errors import ConfigError
-
     threads = _int_list(a.threads, "--threads")
     if not threads or min(threads) < 1:
         raise ConfigError(f"--threads {a.threads}: every count must be at least 1")
