@@ -233,6 +233,17 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def cmd_golden(a) -> int:
+    from converters.golden import write_golden
+
+    if a.random < 0:
+        raise ConfigError(f"--random {a.random} must be 0 or more")
+    info = write_golden(a.bundle, a.out, n_random=a.random, seed=a.seed, with_logits=not a.no_logits)
+    print(f"wrote {info['path']}: {info['cases']} hard cases, {info['random']} random strings, max_seq_len "
+          f"{info['max_seq_len']}; the app's core tests read it (android_demo/core/run_jvm_tests.sh)")
+    return 0
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -292,6 +303,8 @@ def cmd_bench(a) -> int:
         raise ConfigError("--runs must be at least 1 and --warmup at least 0")
     if a.data and not Path(a.data).is_file():
         raise ConfigError(f"--data {a.data} does not exist")
+    if a.device:
+        return _bench_on_device(a, threads)
     from benchmarks.harness import Target
 
     targets = bench_targets(a.teacher, a.student, bert_base=not a.no_bert_base)
@@ -313,6 +326,41 @@ def cmd_bench(a) -> int:
                                      "teacher", accuracy=False))
     report = run_bench_cli(targets, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer, out=a.out)
+    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
+
+
+def _bench_on_device(a, threads: list[int]) -> int:
+    """bench --device adb[:SERIAL]: bundles only (a phone runs no eager PyTorch); a --teacher given
+    as a bundle gives the speedup column."""
+    from benchmarks.android import Adb, DeviceError, run_device_bench
+    from benchmarks.harness import to_markdown, write_report
+
+    kind, _, serial = a.device.partition(":")
+    if kind != "adb":
+        raise ConfigError(f"--device {a.device}: use adb or adb:SERIAL")
+    bundles = []
+    for role, paths in (("teacher", [a.teacher] if a.teacher else []), ("student", a.student or [])):
+        for path in paths:
+            p = Path(path)
+            if not (p / "metadata.json").is_file():
+                raise ConfigError(f"--device runs bundles only; {p} is not a bundle directory (export it first)")
+            bundles.append((p.name, role, str(p)))
+    if not bundles:
+        raise ConfigError("give the bundles to run on the phone with --student (and --teacher)")
+    workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
+    if "real" in workloads and not a.data:
+        workloads = [w for w in workloads if w != "real"] or ["fixed"]
+    try:
+        report = run_device_bench(bundles, Adb(serial or None), threads=threads, workloads=workloads, runs=a.runs,
+                                  warmup=a.warmup, data=a.data, max_examples=a.max_examples,
+                                  progress=lambda done, total, row: print(f"[{done}/{total}] {row['name']} "
+                                                                          f"{row['workload']} {row['threads']}t: "
+                                                                          f"{row.get('status')}", flush=True))
+    except DeviceError as e:
+        raise ConfigError(str(e)) from None
+    paths = write_report(report, Path(a.out))
+    print(to_markdown(report))
+    print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
     return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
 
 
@@ -451,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", help="also write the predictions here")
     pr.set_defaults(func=cmd_predict)
 
+    gd = sub.add_parser("golden", help="golden vectors of a bundle's tokenizer and post-processing for the app's tests")
+    gd.add_argument("--bundle", required=True, help="bundle directory or .zip made by export")
+    gd.add_argument("--out", required=True, help="fixtures JSON to write")
+    gd.add_argument("--random", type=int, default=10_000, help="random unicode strings to add (default 10000)")
+    gd.add_argument("--seed", type=int, default=0)
+    gd.add_argument("--no-logits", action="store_true", help="skip running the hard cases through the runtime")
+    gd.set_defaults(func=cmd_golden)
+
     bn = sub.add_parser("bench", help="size, speed and accuracy of teacher vs student artifacts, one report")
     bn.add_argument("--teacher", help="fine-tuned teacher directory (eager PyTorch row; its tokenizer also feeds "
                     "the BERT-base-shaped teacher)")
@@ -466,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--max-examples", type=int, default=None)
     bn.add_argument("--runs", type=int, default=100, help="timed runs per row (default 100)")
     bn.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    bn.add_argument("--device", help="adb or adb:SERIAL: run the bundles on an Android phone through the demo "
+                    "app's benchmark mode (android_demo) and merge its results")
     bn.add_argument("--out", required=True, help="report directory (bench.json, bench.md, bench.png)")
     bn.set_defaults(func=cmd_bench)
 

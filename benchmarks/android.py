@@ -1,0 +1,251 @@
+"""`tinybert-edge bench --device adb[:SERIAL]`: benchmark bundles on an Android phone through the
+demo app's benchmark mode (android_demo, issue #6) and merge its results into the bench report.
+
+For each bundle x thread count x workload:
+    adb push BUNDLE /data/local/tmp/tinybert-edge/<name>        (once per bundle)
+    adb push eval.tsv /data/local/tmp/tinybert-edge/eval.tsv     (once, when --data is given)
+    adb shell rm -f <results>
+    adb shell am start -W -S -n org.tinybertedge.demo/.BenchmarkActivity --es model DIR --ei threads N
+        --ei iterations N --ei warmup N --es workload fixed|real [--es data FILE] --es out <results>
+    adb shell test -f <results>                                   (polled until the app has written it)
+    adb pull <results> LOCAL
+
+The app writes its results (schema tinybert-edge/bench-device v1, made by the core's
+BenchmarkRunner) to its external files directory, atomically, so its existence means it is
+complete. `device_row` turns one into a row of the tinybert-edge/bench report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+DEVICE_SCHEMA = "tinybert-edge/bench-device"
+DEVICE_SCHEMA_VERSION = 1
+PACKAGE = "org.tinybertedge.demo"
+ACTIVITY = f"{PACKAGE}/.BenchmarkActivity"
+DEVICE_DIR = "/data/local/tmp/tinybert-edge"
+RESULTS_DIR = f"/sdcard/Android/data/{PACKAGE}/files"
+
+_RESULT_FIELDS = {"backend": str, "quantization": str, "load_s": (int, float), "first_inference_ms": (int, float),
+                  "p50_ms": (int, float), "p90_ms": (int, float), "p99_ms": (int, float), "mean_ms": (int, float),
+                  "std_ms": (int, float), "trimmed_mean_ms": (int, float), "runs": int, "size_bytes": int,
+                  "mean_input_tokens": (int, float)}
+
+
+class DeviceError(RuntimeError):
+    """adb is missing, the phone is absent, or the app did not answer; the message says what to do."""
+
+
+def validate_device_results(doc: dict) -> None:
+    """Check one results document of the app against schema tinybert-edge/bench-device v1.
+
+    Raises:
+        ValueError: naming the first missing or mistyped field.
+    """
+    if not isinstance(doc, dict) or doc.get("schema") != DEVICE_SCHEMA:
+        raise ValueError(f"not a {DEVICE_SCHEMA} document (schema {doc.get('schema') if isinstance(doc, dict) else None})")
+    if doc.get("schema_version") != DEVICE_SCHEMA_VERSION:
+        raise ValueError(f"schema_version {doc.get('schema_version')} is not {DEVICE_SCHEMA_VERSION}; update tinybert-edge "
+                         "or the app so they agree")
+    for key, typ in (("date", str), ("device", dict), ("bundle", dict), ("settings", dict), ("result", dict)):
+        if not isinstance(doc.get(key), typ):
+            raise ValueError(f"field {key!r} is missing or not a {typ.__name__}")
+    for key, typ in (("name", str), ("format", str), ("quantization", str), ("artifact_sha256", str),
+                     ("size_bytes", int), ("seq_len_policy", dict)):
+        if not isinstance(doc["bundle"].get(key), typ):
+            raise ValueError(f"bundle.{key} is missing or not a {typ.__name__}")
+    s = doc["settings"]
+    for key in ("threads", "iterations", "warmup"):
+        if not isinstance(s.get(key), int):
+            raise ValueError(f"settings.{key} is missing or not an integer")
+    if s.get("workload") not in ("fixed", "real"):
+        raise ValueError(f"settings.workload {s.get('workload')!r} is not fixed or real")
+    r = doc["result"]
+    if r.get("status") == "failed":
+        if not isinstance(r.get("reason"), str):
+            raise ValueError("result.reason is missing for a failed result")
+        return
+    if r.get("status") != "ok":
+        raise ValueError(f"result.status {r.get('status')!r} is not ok or failed")
+    for key, typ in _RESULT_FIELDS.items():
+        if not isinstance(r.get(key), typ) or isinstance(r.get(key), bool):
+            raise ValueError(f"result.{key} is missing or of the wrong type")
+    if not r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]:
+        raise ValueError("result percentiles are not ordered p50 <= p90 <= p99")
+    if "accuracy" in r and not 0.0 <= r["accuracy"] <= 1.0:
+        raise ValueError("result.accuracy is outside [0, 1]")
+
+
+def device_row(doc: dict, *, name: str, role: str = "student", path: str | None = None) -> dict:
+    """One row of the tinybert-edge/bench report from one validated app results document."""
+    validate_device_results(doc)
+    r, s = doc["result"], doc["settings"]
+    row = {"name": name, "kind": "bundle", "role": role, "path": path, "threads": s["threads"],
+           "workload": s["workload"], "device": doc["device"]}
+    if r["status"] != "ok":
+        return {**row, "status": "failed", "reason": r["reason"]}
+    row.update({k: r[k] for k in _RESULT_FIELDS}, status="ok", params=None,
+               # PSS (Debug.getPss) is the phone's closest figure to the host rows' peak RSS
+               peak_rss_mb=r.get("peak_pss_mb", float("nan")), memory_metric="pss")
+    if "accuracy" in r:
+        row["accuracy"], row["accuracy_examples"] = r["accuracy"], r["accuracy_examples"]
+    return row
+
+
+class Adb:
+    """Builds and runs the adb commands of one phone. `run` is injectable: tests record commands
+    and answer them the way a phone would (no phone exists on CI).
+
+    Args:
+        serial: adb serial (None: the only device attached).
+        adb: the adb executable.
+        run: callable(argv list) -> (returncode, stdout); default runs it with subprocess.
+    """
+
+    def __init__(self, serial: str | None = None, adb: str = "adb", run=None):
+        self.serial = serial
+        self.adb = adb
+        self._run = run or self._subprocess
+
+    @staticmethod
+    def _subprocess(argv: list[str]) -> tuple[int, str]:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        except FileNotFoundError:
+            raise DeviceError(f"{argv[0]} not found; install Android platform-tools and put adb on PATH") from None
+        return p.returncode, (p.stdout + p.stderr)
+
+    def base(self) -> list[str]:
+        return [self.adb] + (["-s", self.serial] if self.serial else [])
+
+    def call(self, *args: str, what: str) -> str:
+        rc, out = self._run(self.base() + list(args))
+        if rc != 0:
+            raise DeviceError(f"{what} failed (adb exit {rc}): {out.strip()[-300:]}")
+        return out
+
+    def shell(self, command: str, what: str) -> str:
+        return self.call("shell", command, what=what)
+
+    def check_device(self) -> None:
+        rc, out = self._run(self.base() + ["get-state"])
+        if rc != 0 or out.strip() != "device":
+            who = f"phone {self.serial}" if self.serial else "no phone"
+            raise DeviceError(f"{who} is not ready ({out.strip()[-120:] or 'absent'}); connect it with USB debugging "
+                              "on and accept the computer's key, then check `adb devices`")
+
+    def push(self, local: Path, remote: str) -> None:
+        self.shell(f"mkdir -p {shlex.quote(str(Path(remote).parent))}", what="creating the bundle folder")
+        self.call("push", str(local), remote, what=f"pushing {local}")
+
+    def start_command(self, *, model: str, threads: int, iterations: int, warmup: int, workload: str, out: str,
+                      data: str | None) -> str:
+        """The `am start` line of the benchmark mode (intent extras as BenchmarkActivity reads them)."""
+        parts = ["am", "start", "-W", "-S", "-n", ACTIVITY, "--es", "model", model, "--ei", "threads", str(threads),
+                 "--ei", "iterations", str(iterations), "--ei", "warmup", str(warmup), "--es", "workload", workload,
+                 "--es", "out", out]
+        if data:
+            parts += ["--es", "data", data]
+        return " ".join(shlex.quote(p) for p in parts)
+
+    def benchmark(self, *, model: str, threads: int, iterations: int, warmup: int, workload: str,
+                  data: str | None, timeout: float = 900, poll: float = 2.0) -> dict:
+        """Run one benchmark on the phone and return its results document."""
+        out = f"{RESULTS_DIR}/bench-{int(time.time() * 1000)}.json"
+        self.shell(f"rm -f {shlex.quote(out)}", what="clearing old results")
+        self.shell(self.start_command(model=model, threads=threads, iterations=iterations, warmup=warmup,
+                                      workload=workload, out=out, data=data), what="starting the benchmark mode")
+        deadline = time.monotonic() + timeout
+        while True:
+            rc, _ = self._run(self.base() + ["shell", f"test -f {shlex.quote(out)}"])
+            if rc == 0:
+                break
+            if time.monotonic() > deadline:
+                raise DeviceError(f"the app wrote no results in {timeout:.0f} s; is {PACKAGE} installed "
+                                  "(android_demo/README.md) and its screen awake?")
+            time.sleep(poll)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "result.json"
+            self.call("pull", out, str(local), what="pulling the results")
+            try:
+                return json.loads(local.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise DeviceError(f"the app's results file is not JSON ({e})") from None
+
+
+def _eval_tsv(data: str, max_examples: int | None) -> str:
+    """The eval file in the app's format: label<TAB>text[<TAB>pair] per line, no header."""
+    from tinybert_edge.data import iter_task_examples
+
+    lines = []
+    for ex in iter_task_examples(data):
+        if max_examples and len(lines) >= max_examples:
+            break
+        clean = [str(x).replace("\t", " ").replace("\n", " ") for x in (ex.label, ex.text)]
+        if ex.text_pair is not None:
+            clean.append(ex.text_pair.replace("\t", " ").replace("\n", " "))
+        lines.append("\t".join(clean))
+    return "\n".join(lines) + "\n"
+
+
+def run_device_bench(bundles: list[tuple[str, str, str]], adb: Adb, *, threads: list[int], workloads: list[str],
+                     runs: int, warmup: int, data: str | None = None, max_examples: int | None = None,
+                     progress=None, poll: float = 2.0) -> dict:
+    """Benchmark bundles on the phone; returns a tinybert-edge/bench report.
+
+    Args:
+        bundles: (row name, role, bundle directory) triples.
+        adb: the phone.
+        threads, workloads, runs, warmup, data, max_examples: as `tinybert-edge bench`.
+
+    Raises:
+        DeviceError: adb missing, phone absent, the app not answering.
+        converters.bundle.BundleError: a bundle is broken (checked before anything is pushed).
+    """
+    from benchmarks.harness import SCHEMA, SCHEMA_VERSION, _add_ratios, Target, machine_info
+    from converters.bundle import load_bundle
+
+    for _, _, b in bundles:
+        load_bundle(b)  # verified here first: a broken bundle costs no phone time
+    adb.check_device()
+    remote = {}
+    for name, _, b in bundles:
+        remote[b] = f"{DEVICE_DIR}/{Path(b).name}"
+        adb.push(Path(b), remote[b])
+    remote_data = None
+    if data:
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "eval.tsv"
+            f.write_text(_eval_tsv(data, max_examples), encoding="utf-8")
+            remote_data = f"{DEVICE_DIR}/eval.tsv"
+            adb.push(f, remote_data)
+    rows, plan = [], [(b, n, w) for w in workloads for n in threads for b in bundles]
+    for i, ((name, role, b), n, w) in enumerate(plan):
+        doc = adb.benchmark(model=remote[b], threads=n, iterations=runs, warmup=warmup, workload=w,
+                            data=remote_data, poll=poll)
+        try:
+            row = device_row(doc, name=name, role=role, path=b)
+        except ValueError as e:
+            row = {"name": name, "kind": "bundle", "role": role, "path": b, "threads": n, "workload": w,
+                   "status": "failed", "reason": f"the app's results do not match {DEVICE_SCHEMA}: {e}"}
+        rows.append(row)
+        if progress:
+            progress(i + 1, len(plan), row)
+    _add_ratios(rows, [Target(name, "bundle", b, role) for name, role, b in bundles])
+    device = next((r["device"] for r in rows if "device" in r), {})
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"cpu": device.get("soc") or device.get("model") or "android device",
+                        "arch": device.get("abi", "?"), "cores": device.get("cores"), "isa": [],
+                        "os": f"Android SDK {device.get('android_sdk')}", "python": None,
+                        "versions": device.get("versions", {}), "device": device, "host": machine_info()},
+            "settings": {"seq_len": None, "data": data, "warmup": warmup, "runs": runs, "max_examples": max_examples,
+                         "tokenizer": None, "workloads": workloads, "threads": threads,
+                         "device": f"adb:{adb.serial}" if adb.serial else "adb"},
+            "rows": rows}
