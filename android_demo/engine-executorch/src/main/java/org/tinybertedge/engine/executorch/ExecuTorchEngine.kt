@@ -1,0 +1,71 @@
+package org.tinybertedge.engine.executorch
+
+import org.pytorch.executorch.EValue
+import org.pytorch.executorch.Module
+import org.pytorch.executorch.Tensor
+import org.tinybertedge.core.BundleException
+import org.tinybertedge.core.BundleManifest
+import org.tinybertedge.core.InferenceEngine
+import org.tinybertedge.core.InferenceException
+import org.tinybertedge.core.PaddedInput
+
+/**
+ * Runs a .pte bundle with ExecuTorch's Android runtime (XNNPACK-delegated program).
+ *
+ * Inputs are int64 (1, L) tensors input_ids, attention_mask, token_type_ids, as metadata.json
+ * says; the method is "forward" for fixed and dynamic bundles and "seq<L>" per bucket.
+ */
+class ExecuTorchEngine private constructor(
+    private val module: Module,
+    private val bundle: BundleManifest,
+) : InferenceEngine {
+
+    override fun backend(): String = "executorch"
+
+    override fun run(input: PaddedInput): FloatArray {
+        val length = input.length()
+        val method = if (bundle.policy.kind == "dynamic") "forward" else bundle.signatures[length]
+            ?: throw InferenceException("${bundle.dir.name} has no method for length $length (methods ${bundle.signatures}); pad with the bundle's policy")
+        val shape = longArrayOf(1, length.toLong())
+        val inputs = arrayOf(input.inputIds, input.attentionMask, input.tokenTypeIds)
+            .map { EValue.from(Tensor.fromBlob(PaddedInput.asLong(it), shape)) }
+        try {
+            val out = module.execute(method, *inputs.toTypedArray())
+            return out[0].toTensor().dataAsFloatArray
+        } catch (e: RuntimeException) {
+            throw InferenceException("ExecuTorch failed to run $method of ${bundle.artifact.name}: ${e.message}", e)
+        }
+    }
+
+    override fun close() {
+        module.destroy()
+    }
+
+    companion object {
+        /** Opens the bundle's .pte (memory-mapped) with `threads` threads and checks its methods. */
+        @JvmStatic
+        fun open(bundle: BundleManifest, threads: Int): ExecuTorchEngine {
+            if (bundle.format != "executorch") {
+                throw BundleException(BundleException.Reason.BAD_METADATA, "${bundle.dir.name} is a ${bundle.format} bundle; pick the LiteRT backend for it")
+            }
+            if (bundle.inputDtype != "int64") {
+                throw BundleException(BundleException.Reason.UNKNOWN_DTYPE, "${bundle.dir.name}: .pte inputs must be int64, metadata says ${bundle.inputDtype}")
+            }
+            val module = try {
+                Module.load(bundle.artifact.absolutePath, Module.LOAD_MODE_MMAP, threads)
+            } catch (e: RuntimeException) {
+                throw InferenceException("ExecuTorch cannot load ${bundle.artifact}: ${e.message}; push the bundle again", e)
+            }
+            val methods = module.getMethods().toSet()  // a function in the Kotlin API, a getter in the Java one
+            val wanted = if (bundle.policy.kind == "dynamic") setOf("forward") else bundle.signatures.values.toSet()
+            if (!methods.containsAll(wanted)) {
+                module.destroy()
+                throw BundleException(BundleException.Reason.BAD_METADATA, "${bundle.artifact.name} has methods $methods, metadata.json expects $wanted; export the bundle again")
+            }
+            return ExecuTorchEngine(module, bundle)
+        }
+
+        @JvmField
+        val FACTORY = InferenceEngine.Factory { bundle, threads -> open(bundle, threads) }
+    }
+}
