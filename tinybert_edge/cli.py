@@ -233,6 +233,41 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def cmd_augment(a) -> int:
+    from tqdm import tqdm
+
+    from .augment import (AugmentSettings, Augmenter, MaskedLMCandidates, augment_file, load_word_vectors,
+                          teacher_embedding_neighbours)
+
+    settings = AugmentSettings(n=a.n, p=a.p, k=a.k, seed=a.seed)
+    settings.check()
+    if a.batch_size < 1 or a.chunk_rows < 1:
+        raise ConfigError("--batch-size and --chunk-rows must be at least 1")
+    if not Path(a.input).is_file():
+        raise ConfigError(f"--input {a.input} does not exist")
+    if a.vectors:
+        vectors, info = load_word_vectors(a.vectors)
+        print(f"word vectors: {info['used']} words of dimension {info['dim']} ({info['skipped']} bad lines skipped)")
+    else:
+        from .fetch import fetch_default
+
+        teacher = a.teacher or fetch_default().teacher
+        vectors = teacher_embedding_neighbours(teacher)
+        print(f"candidates: nearest neighbours in the input embeddings of {teacher} (no MLM, no vectors file)")
+    mlm = MaskedLMCandidates(a.mlm, batch_size=a.batch_size) if a.mlm else None
+    with tqdm(desc="augmenting", unit="row") as bar:
+        def progress(done):
+            bar.update(done - bar.n)
+
+        side = augment_file(a.input, a.out, Augmenter(settings, vectors, mlm), columns=_columns(a),
+                            chunk_rows=a.chunk_rows, resume=a.resume, overwrite=a.overwrite, progress=progress,
+                            workers=a.workers)
+    print(f"wrote {a.out}: {side['rows']} rows -> {side['output_rows']} (originals + variants); "
+          f"parameters and source in {a.out}.json")
+    print(f"next: tinybert-edge distill task ... --train {a.out} --prediction-data {a.input}")
+    return 0
+
+
 def cmd_golden(a) -> int:
     from converters.golden import write_golden
 
@@ -498,6 +533,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--allow-failed", action="store_true", help="use a bundle whose validation failed")
     pr.add_argument("--json", help="also write the predictions here")
     pr.set_defaults(func=cmd_predict)
+
+    au = sub.add_parser("augment", help="TinyBERT data augmentation (Algorithm 1): N variants per sentence")
+    au.add_argument("--input", required=True, help="labelled task file (.tsv/.csv/.jsonl)")
+    au.add_argument("--out", required=True, help="augmented .tsv (a sidecar OUT.json records source and parameters)")
+    au.add_argument("--n", type=int, default=20, help="variants drawn per sentence, N_a (default 20)")
+    au.add_argument("--p", type=float, default=0.4, help="replacement probability per word, p_t (default 0.4)")
+    au.add_argument("--k", type=int, default=15, help="candidates per word, K (default 15)")
+    au.add_argument("--seed", type=int, default=42)
+    au.add_argument("--mlm", help="HF checkpoint with a masked-LM head for single-piece words")
+    au.add_argument("--vectors", help="GloVe/word2vec text file for word-vector neighbours")
+    au.add_argument("--teacher", help="model whose input embeddings give neighbours when --vectors is not given "
+                    "(default: the embedded MiniLM teacher)")
+    au.add_argument("--batch-size", type=int, default=64, help="masked inputs per MLM forward (speed only)")
+    au.add_argument("--chunk-rows", type=int, default=256, help="rows per chunk: the unit of writing and resuming")
+    au.add_argument("--workers", type=int, default=1, help="processes per chunk (same output as 1; default 1)")
+    au.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    au.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _column_args(au)
+    au.set_defaults(func=cmd_augment)
 
     gd = sub.add_parser("golden", help="golden vectors of a bundle's tokenizer and post-processing for the app's tests")
     gd.add_argument("--bundle", required=True, help="bundle directory or .zip made by export")
