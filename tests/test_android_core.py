@@ -74,3 +74,13 @@ def test_jvm_core_matches_the_python_kit(bundle, tmp_path, capsys):
     result = json.loads(bench_out.read_text())
     validate_device_results(result)
     assert device_row(result, name=bundle.name)["status"] == "ok"
+
+
+@pytest.mark.skipif(not shutil.which("kotlinc") or not shutil.which("javac"),
+                    reason="needs kotlinc and javac (apt-get install kotlin; .ci/run does)")
+def test_app_and_engines_type_check_against_the_api_stubs():
+    # the Android SDK and Google's Maven are out of reach: the app's and engines' Kotlin is compiled
+    # against bodiless declarations of the Android, ExecuTorch and LiteRT members it calls
+    proc = subprocess.run(["bash", str(CORE.parent / "api-stubs" / "check.sh")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "type-check passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]

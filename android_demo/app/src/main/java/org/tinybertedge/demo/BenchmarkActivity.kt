@@ -6,6 +6,7 @@ import android.os.Debug
 import android.util.Log
 import android.widget.TextView
 import java.io.File
+import java.util.function.DoubleSupplier
 import org.tinybertedge.core.BenchmarkRunner
 import org.tinybertedge.core.BundleException
 import org.tinybertedge.core.BundleManifest
@@ -68,7 +69,8 @@ class BenchmarkActivity : Activity() {
         }
         val pss = PssSampler().also { it.start() }
         try {
-            return BenchmarkRunner.run(bundle, Bundles.factory(bundle.format), settings, examples, Bundles.deviceInfo()) { pss.peakMb }
+            return BenchmarkRunner.run(bundle, Bundles.factory(bundle.format), settings, examples, Bundles.deviceInfo(),
+                DoubleSupplier { pss.peakMb })
         } finally {
             pss.stop()
         }
@@ -84,7 +86,7 @@ class BenchmarkActivity : Activity() {
             "size_bytes" to 0, "seq_len_policy" to linkedMapOf<String, Any>()),
         "settings" to linkedMapOf("threads" to s.threads, "iterations" to s.iterations, "warmup" to s.warmup,
             "workload" to s.workload),
-        "result" to linkedMapOf("status" to "failed", "reason" to reason),
+        "result" to linkedMapOf("status" to "failed", "reason" to reason)
     )
 
     /** Peak PSS of this process, sampled every 50 ms while the benchmark runs (Debug.getPss is in kB). */

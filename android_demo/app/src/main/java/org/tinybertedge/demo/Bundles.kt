@@ -79,7 +79,7 @@ object Bundles {
         "versions" to linkedMapOf(
             "app" to BuildConfig.VERSION_NAME,
             "executorch-android" to BuildConfig.EXECUTORCH_VERSION,
-            "litert" to BuildConfig.LITERT_VERSION,
-        ),
+            "litert" to BuildConfig.LITERT_VERSION
+        )
     )
 }

@@ -17,7 +17,7 @@ import org.tinybertedge.core.PaddedInput
  */
 class ExecuTorchEngine private constructor(
     private val module: Module,
-    private val bundle: BundleManifest,
+    private val bundle: BundleManifest
 ) : InferenceEngine {
 
     override fun backend(): String = "executorch"

@@ -16,7 +16,7 @@ import org.tinybertedge.core.PaddedInput
  */
 class LiteRTEngine private constructor(
     private val interpreter: Interpreter,
-    private val bundle: BundleManifest,
+    private val bundle: BundleManifest
 ) : InferenceEngine {
 
     override fun backend(): String = "tflite"

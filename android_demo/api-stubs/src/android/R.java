@@ -1,0 +1,2 @@
+package android;
+public final class R { public static final class attr { public static final int progressBarStyleHorizontal = 1; } }

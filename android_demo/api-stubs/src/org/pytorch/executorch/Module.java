@@ -1,0 +1,8 @@
+package org.pytorch.executorch;
+public class Module {
+  public static final int LOAD_MODE_FILE = 0; public static final int LOAD_MODE_MMAP = 1;
+  public static Module load(String p, int mode, int threads) { return new Module(); }
+  public EValue[] execute(String m, EValue... in) { return null; }
+  public String[] getMethods() { return new String[0]; }
+  public void destroy() {}
+}
