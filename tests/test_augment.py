@@ -130,14 +130,24 @@ def test_output_keeps_originals_drops_duplicates_and_writes_a_sidecar(tmp_path, 
     assert json.loads((tmp_path / "aug.tsv.json").read_text())["output_rows"] == len(rows)
 
 
-def test_same_bytes_for_any_batch_and_chunk_size(tmp_path, vectors, mlm_dir):
+def test_same_bytes_for_any_batch_chunk_and_worker_count(tmp_path, vectors, mlm_dir, teacher):
+    vectors_dir = teacher
     inp = write_tsv(tmp_path / "train.tsv", sentences(25, seed=9))
     outs = []
     for i, (batch, chunk) in enumerate([(64, 256), (1, 3), (5, 7)]):
         _run(inp, tmp_path / f"a{i}.tsv", vectors, MaskedLMCandidates(mlm_dir, batch_size=batch), chunk_rows=chunk)
         outs.append((tmp_path / f"a{i}.tsv").read_bytes())
     assert outs[0] == outs[1] == outs[2]
-    _run(inp, tmp_path / "two.tsv", vectors, MaskedLMCandidates(mlm_dir), chunk_rows=7, workers=2)
+    # two forked workers, in a fresh process: this test process may hold JAX's threads (other tests
+    # import litert-torch), and forking a multithreaded process can deadlock
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tinybert_edge", "augment", "--input", str(inp), "--out",
+                           str(tmp_path / "two.tsv"), "--teacher", str(vectors_dir), "--mlm", str(mlm_dir),
+                           "--n", "6", "--p", "0.4", "--k", "4", "--seed", "7", "--chunk-rows", "7", "--workers", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "two.tsv").read_bytes() == outs[0]  # two processes, same bytes
 
 

@@ -19,8 +19,11 @@ sentence B into A's positions).
 Speed: the masked positions of a whole chunk of sentences go through the MLM in batched forwards
 under inference_mode; word-vector neighbours are computed once per distinct word and cached.
 Determinism: every sentence draws from its own generator, seeded by (seed, row index), and
-candidate lists do not depend on the batch a sentence was in, so the output bytes depend on the
-seed only, not on --batch-size.
+candidate lists do not depend on the batch a sentence was in (word-vector neighbours are ranked
+in float64 with an index tie-break; MLM rows are independent of their batch mates, as the
+padding is masked), so the output bytes depend on the seed only, not on --batch-size,
+--chunk-rows or --workers; the tests check byte equality across all three. A BLAS that picked
+a different summation order per batch shape could still flip an exact MLM near-tie.
 Streaming: rows are read one at a time and written per chunk to OUT.partial with a progress file;
 an interrupted run resumes after the last complete chunk (no lost or duplicated rows); the
 finished file is renamed into place with a sidecar OUT.json holding the source and parameters.
@@ -29,7 +32,6 @@ finished file is renamed into place with a sidecar OUT.json holding the source a
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -43,6 +45,7 @@ import torch
 
 from .data import Columns, Example, iter_task_examples
 from .errors import ConfigError, DataError, ModelError
+from .models import sha256_file
 
 # NLTK's English stop words (the list TinyBERT's augmentation skips), lowercase
 STOP_WORDS = frozenset("""
@@ -460,14 +463,6 @@ def _tsv_line(cells: Iterable[str]) -> str:
     return buf.getvalue()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmenter, *, columns: Columns = Columns(),
                  chunk_rows: int = 256, resume: bool = False, overwrite: bool = False, progress=None,
                  stop_after_chunks: int | None = None, workers: int = 1) -> dict:
@@ -498,7 +493,7 @@ def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmen
     if out_path.exists() and not overwrite:
         raise DataError(f"{out_path} exists; pass --overwrite to replace it")
     settings = asdict(augmenter.settings)
-    ident = {"input_sha256": _sha256_file(input_path) if input_path.is_file() else None, "settings": settings,
+    ident = {"input_sha256": sha256_file(input_path) if input_path.is_file() else None, "settings": settings,
              "source": augmenter.vectors.source if augmenter.mlm is None else
              f"{augmenter.mlm.source} + {augmenter.vectors.source}", "chunk_rows": chunk_rows}
     done, written = 0, 0

@@ -153,6 +153,24 @@ public final class BundleManifest {
                 dtype, quant, ts, vocab);
     }
 
+    /**
+     * Refuses a bundle an engine cannot run.
+     *
+     * @param wantFormat the engine's format ("executorch" or "tflite")
+     * @param wantDtype the input dtype its runtime takes ("int64" or "int32")
+     * @throws BundleException when the bundle is of another format or dtype
+     */
+    public void requireFormat(String wantFormat, String wantDtype) throws BundleException {
+        if (!format.equals(wantFormat)) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, dir.getName() + " is a " + format + " bundle; pick the "
+                    + (format.equals("tflite") ? "LiteRT" : "ExecuTorch") + " backend for it");
+        }
+        if (!inputDtype.equals(wantDtype)) {
+            throw new BundleException(BundleException.Reason.UNKNOWN_DTYPE, dir.getName() + ": " + format + " inputs must be " + wantDtype
+                    + ", metadata.json says " + inputDtype);
+        }
+    }
+
     /** The WordPiece tokenizer of this bundle's model. */
     public WordPieceTokenizer tokenizer() throws BundleException {
         return new WordPieceTokenizer(vocab, tokenizerSettings, CharTables.defaults());

@@ -24,6 +24,10 @@ class BundleManifestTest {
         assertEquals(m.format.equals("tflite") ? "int32" : "int64", m.inputDtype);
         assertTrue(m.maxSeqLen > 2 && m.artifact.isFile() && !m.labels.isEmpty());
         assertTrue(m.signatures.containsKey(m.maxSeqLen), "a signature for the full length");
+        m.requireFormat(m.format, m.inputDtype);
+        String other = m.format.equals("tflite") ? "executorch" : "tflite";
+        BundleException e = assertThrows(BundleException.class, () -> m.requireFormat(other, "int64"));
+        assertTrue(e.getMessage().contains("backend"), e.getMessage());
     }
 
     private static void edit(File f, String from, String to) throws IOException {

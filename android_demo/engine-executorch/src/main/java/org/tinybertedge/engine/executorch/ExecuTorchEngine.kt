@@ -45,12 +45,7 @@ class ExecuTorchEngine private constructor(
         /** Opens the bundle's .pte (memory-mapped) with `threads` threads and checks its methods. */
         @JvmStatic
         fun open(bundle: BundleManifest, threads: Int): ExecuTorchEngine {
-            if (bundle.format != "executorch") {
-                throw BundleException(BundleException.Reason.BAD_METADATA, "${bundle.dir.name} is a ${bundle.format} bundle; pick the LiteRT backend for it")
-            }
-            if (bundle.inputDtype != "int64") {
-                throw BundleException(BundleException.Reason.UNKNOWN_DTYPE, "${bundle.dir.name}: .pte inputs must be int64, metadata says ${bundle.inputDtype}")
-            }
+            bundle.requireFormat("executorch", "int64")
             val module = try {
                 Module.load(bundle.artifact.absolutePath, Module.LOAD_MODE_MMAP, threads)
             } catch (e: RuntimeException) {

@@ -48,12 +48,7 @@ class LiteRTEngine private constructor(
         /** Opens the bundle's .tflite with XNNPACK and `threads` threads and checks its signatures. */
         @JvmStatic
         fun open(bundle: BundleManifest, threads: Int): LiteRTEngine {
-            if (bundle.format != "tflite") {
-                throw BundleException(BundleException.Reason.BAD_METADATA, "${bundle.dir.name} is a ${bundle.format} bundle; pick the ExecuTorch backend for it")
-            }
-            if (bundle.inputDtype != "int32") {
-                throw BundleException(BundleException.Reason.UNKNOWN_DTYPE, "${bundle.dir.name}: .tflite inputs must be int32, metadata says ${bundle.inputDtype}")
-            }
+            bundle.requireFormat("tflite", "int32")
             val options = Interpreter.Options().setNumThreads(threads).setUseXNNPACK(true)
             val interpreter = try {
                 Interpreter(bundle.artifact, options)
