@@ -215,14 +215,11 @@ def check_bundle(bundle_dir: Path, texts: list[str], root: Path, sites: list[Pat
 def _texts(data: str | None, max_examples: int) -> list[str]:
     if not data:
         return DEFAULT_TEXTS[:max_examples]
+    from itertools import islice
+
     from tinybert_edge.data import iter_task_examples
 
-    out = []
-    for ex in iter_task_examples(data):
-        if len(out) >= max_examples:
-            break
-        out.append(ex.text)
-    return out
+    return [ex.text for ex in islice(iter_task_examples(data), max_examples)]
 
 
 def run_check(bundles: list[Path], *, data: str | None = None, max_examples: int = 32, executorch: bool = False,

@@ -193,6 +193,13 @@ def tokenize(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len:
     return list(zip(enc["input_ids"], types))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax of one row of logits, in float64 (what the app's core computes)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
 def pad_row(ids: list[int], types: list[int], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(1, length) int64 ids, mask and type ids for one example."""
     n = len(ids)

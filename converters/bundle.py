@@ -34,7 +34,7 @@ from tinybert_edge.models import publish_dir, resolve_model_dir, sha256_file, wr
     write_json_atomically
 
 from . import get_format
-from .base import ExportError, ExportResult, SeqLenPolicy, tokenize
+from .base import ExportError, ExportResult, SeqLenPolicy, softmax, tokenize
 
 SCHEMA = "tinybert-edge/bundle"
 SCHEMA_VERSION = 1
@@ -319,8 +319,7 @@ class Bundle:
             t0 = time.perf_counter()
             logits = runner.logits([row])[0]
             ms.append(1000 * (time.perf_counter() - t0))
-            e = np.exp(logits - logits.max())
-            probs.append(e / e.sum())
+            probs.append(softmax(logits))
         return np.stack(probs), ms
 
 

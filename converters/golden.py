@@ -86,19 +86,6 @@ def random_texts(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def _encode(tokenizer, text: str, pair: str | None, max_len: int) -> dict:
-    enc = tokenizer(text, pair, truncation=True, max_length=max_len) if pair is not None else \
-        tokenizer(text, truncation=True, max_length=max_len)
-    return {"input_ids": enc["input_ids"], "token_type_ids": enc.get("token_type_ids") or [0] * len(enc["input_ids"])}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax in float64 (what the app's core computes)."""
-    z = np.asarray(logits, dtype=np.float64)
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
 def write_golden(bundle_path: str | Path, out: str | Path, *, n_random: int = 10_000, seed: int = 0,
                  with_logits: bool = True) -> dict:
     """Write the fixtures file for a bundle; returns a summary.
@@ -120,7 +107,7 @@ def write_golden(bundle_path: str | Path, out: str | Path, *, n_random: int = 10
     from tinybert_edge.models import write_json_atomically
     from tokenizers import __version__ as tokenizers_version
 
-    from .base import pad_row
+    from .base import pad_row, softmax, tokenize
     from .bundle import load_bundle
     from benchmarks.worker import latency_stats  # same statistics as the harness
 
@@ -131,27 +118,26 @@ def write_golden(bundle_path: str | Path, out: str | Path, *, n_random: int = 10
     max_len, pad_id = b.policy.max_len, b.metadata["tokenizer"]["pad_id"]
     runner = b.runner(threads=1) if with_logits else None
 
-    def case(text, pair):
-        e = _encode(tok, text, pair, max_len)
-        length = b.policy.pad_length(len(e["input_ids"]))
-        ids, mask, types = pad_row(e["input_ids"], e["token_type_ids"], length, pad_id)
-        return {"text": text, "text_pair": pair, "tokens": tok.convert_ids_to_tokens(e["input_ids"]),
-                "input_ids": e["input_ids"], "token_type_ids": e["token_type_ids"], "padded_length": length,
-                "padded_input_ids": ids[0].tolist(), "attention_mask": mask[0].tolist(),
-                "padded_token_type_ids": types[0].tolist()}
-
-    cases = []
-    for name, text, pair in HARD_CASES:
-        c = {"name": name, **case(text, pair)}
+    def case(name, text, pair):
+        # an empty pair string encodes as a single text, as transformers does
+        ids_, types_ = tokenize(tok, [text], [pair] if pair else None, max_len)[0]
+        length = b.policy.pad_length(len(ids_))
+        ids, mask, types = pad_row(ids_, types_, length, pad_id)
+        c = {"name": name, "text": text, "text_pair": pair, "tokens": tok.convert_ids_to_tokens(ids_),
+             "input_ids": ids_, "token_type_ids": types_, "padded_length": length,
+             "padded_input_ids": ids[0].tolist(), "attention_mask": mask[0].tolist(),
+             "padded_token_type_ids": types[0].tolist()}
         if runner is not None:
-            logits = runner.run(runner.signature_for(c["padded_length"]), *pad_row(c["input_ids"], c["token_type_ids"],
-                                                                                  c["padded_length"], pad_id))
+            logits = runner.run(runner.signature_for(length), ids, mask, types)
             probs = softmax(logits)
             c.update(logits=[float(x) for x in logits], probabilities=probs.tolist(),
                      top_k=[int(i) for i in np.argsort(-probs, kind="stable")], label=b.labels[int(np.argmax(probs))])
-        cases.append(c)
-    rnd = [{"text": t, "input_ids": e["input_ids"], "token_type_ids": e["token_type_ids"]}
-           for t in random_texts(n_random, seed) for e in [_encode(tok, t, None, max_len)]]
+        return c
+
+    cases = [case(name, text, pair) for name, text, pair in HARD_CASES]
+    texts = random_texts(n_random, seed)
+    rnd = [{"text": t, "input_ids": ids, "token_type_ids": types}
+           for t, (ids, types) in zip(texts, tokenize(tok, texts, None, max_len) if texts else [])]
     rng = np.random.default_rng(seed)
     latency = []
     for n in (1, 2, 9, 10, 21, 100, 257):

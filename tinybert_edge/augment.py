@@ -293,8 +293,7 @@ class MaskedLMCandidates:
     def _pieces(self, words: list[str]) -> list[list[int]]:
         """WordPiece ids of each word (the regex splits where BERT's pre-tokenizer does, so the
         concatenation equals the sentence's own ids)."""
-        enc = self.tok(list(words), add_special_tokens=False, is_split_into_words=False)["input_ids"] if words else []
-        return enc
+        return self.tok(list(words), add_special_tokens=False)["input_ids"] if words else []
 
     def _masked_input(self, words: list[str], pos: int, pieces: list[list[int]] | None = None) -> list[int]:
         """[CLS] left [MASK] right [SEP]: the original word is not shown anywhere."""
@@ -355,7 +354,7 @@ class Augmenter:
     settings: AugmentSettings
     vectors: VectorNeighbours
     mlm: MaskedLMCandidates | None = None
-    stats: dict = field(default_factory=lambda: {"rows": 0, "variants": 0, "mlm_words": 0, "vector_words": 0})
+    stats: dict = field(default_factory=lambda: {"mlm_words": 0, "vector_words": 0})
 
     def _candidates(self, sentences: list[list[str]]) -> list[dict[int, list[str]]]:
         """Per sentence: {word position: candidates} for every eligible word."""
@@ -406,8 +405,6 @@ class Augmenter:
                 vb = self._variants(ex.text_pair, next(cb_iter), rng)
                 # pairs: side A's variants with B unchanged, then B's with A unchanged, each side on its own words
                 group += [(t, ex.text_pair, ex.label) for t in va] + [(ex.text, t, ex.label) for t in vb]
-            self.stats["rows"] += 1
-            self.stats["variants"] += len(group) - 1
             out.append(group)
         return out
 
@@ -496,31 +493,28 @@ def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmen
     ident = {"input_sha256": sha256_file(input_path) if input_path.is_file() else None, "settings": settings,
              "source": augmenter.vectors.source if augmenter.mlm is None else
              f"{augmenter.mlm.source} + {augmenter.vectors.source}", "chunk_rows": chunk_rows}
-    done, written = 0, 0
+    state = {"ident": ident, "rows_done": 0, "output_rows": 0, "bytes": 0}
     if resume and state_path.is_file() and partial.is_file():
         state = json.loads(state_path.read_text())
         if state["ident"] != ident:
             raise DataError(f"{partial} was made from another input or other settings; drop --resume to start again")
-        done, written = state["rows_done"], state["bytes"]
         with open(partial, "r+b") as f:
-            f.truncate(written)  # a chunk cut off mid-write is dropped and redone
+            f.truncate(state["bytes"])  # a chunk cut off mid-write is dropped and redone
     elif resume:
         raise DataError(f"nothing to resume: {partial} or {state_path} is missing; run without --resume")
     examples = iter_task_examples(input_path, columns)
     first = next(examples)  # raises DataError on an empty file or a row without text
     has_pair = first.text_pair is not None or columns.text_pair in _header(input_path)
-    mode = "ab" if done else "wb"
     shards = _Shards(augmenter, workers)
     try:
-        result = _stream(partial, mode, done, has_pair, first, examples, shards, state_path, ident, chunk_rows,
-                         progress, stop_after_chunks)
+        interrupted = _stream(partial, state, state_path, has_pair, first, examples, shards, chunk_rows, progress,
+                              stop_after_chunks)
     finally:
         shards.close()
-    if result is not None:
-        return result
-    done = json.loads(state_path.read_text())["rows_done"]
+    if interrupted:
+        return {"interrupted": True, "rows_done": state["rows_done"]}
     sidecar = {"schema": SIDECAR_SCHEMA, "schema_version": 1, "input": str(input_path), **ident,
-               "rows": done, "output_rows": sum(1 for _ in open(partial, encoding="utf-8")) - 1,
+               "rows": state["rows_done"], "output_rows": state["output_rows"],
                "stop_words": "NLTK English", "algorithm": "TinyBERT Algorithm 1 (masked word hidden from the MLM)"}
     from .models import write_json_atomically
 
@@ -530,35 +524,36 @@ def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmen
     return sidecar
 
 
-def _stream(partial, mode, done, has_pair, first, examples, augmenter, state_path, ident, chunk_rows, progress,
-            stop_after_chunks):
-    """Write the chunks after row `done`; returns a dict when stopped early, else None."""
+def _stream(partial, state, state_path, has_pair, first, examples, augmenter, chunk_rows, progress,
+            stop_after_chunks) -> bool:
+    """Write the chunks after row state["rows_done"], updating `state`; True when stopped early."""
     chunks = 0
-    with open(partial, mode) as f:
-        if not done:
+    with open(partial, "ab" if state["rows_done"] else "wb") as f:
+        if not state["rows_done"]:
             header = ["text"] + (["text_pair"] if has_pair else []) + ["label"]
             f.write(_tsv_line(header).encode())
+
         def rows():
             yield 0, first
-            for i, ex in enumerate(examples, start=1):
-                yield i, ex
+            yield from enumerate(examples, start=1)
+
         buf: list[tuple[int, Example]] = []
         for i, ex in rows():
-            if i < done:
+            if i < state["rows_done"]:
                 continue
             buf.append((i, ex))
             if len(buf) == chunk_rows:
-                done = _write_chunk(f, buf, augmenter, has_pair, state_path, ident)
+                _write_chunk(f, buf, augmenter, has_pair, state, state_path)
                 buf, chunks = [], chunks + 1
                 if progress:
-                    progress(done)
+                    progress(state["rows_done"])
                 if stop_after_chunks is not None and chunks >= stop_after_chunks:
-                    return {"interrupted": True, "rows_done": done}
+                    return True
         if buf:
-            done = _write_chunk(f, buf, augmenter, has_pair, state_path, ident)
+            _write_chunk(f, buf, augmenter, has_pair, state, state_path)
             if progress:
-                progress(done)
-    return None
+                progress(state["rows_done"])
+    return False
 
 
 def _header(path: Path) -> list[str]:
@@ -568,7 +563,8 @@ def _header(path: Path) -> list[str]:
         return [h.strip() for h in f.readline().rstrip("\n").split("\t" if path.suffix.lower() == ".tsv" else ",")]
 
 
-def _write_chunk(f, buf, augmenter: Augmenter, has_pair: bool, state_path: Path, ident: dict) -> int:
+def _write_chunk(f, buf, augmenter, has_pair: bool, state: dict, state_path: Path) -> None:
+    """Augment and append one chunk, make it durable, then record how far the output goes."""
     lines = []
     for group in augmenter.augment_rows(buf):
         for text, pair, label in group:
@@ -576,8 +572,7 @@ def _write_chunk(f, buf, augmenter: Augmenter, has_pair: bool, state_path: Path,
     f.write("".join(lines).encode())
     f.flush()
     os.fsync(f.fileno())
-    done = buf[-1][0] + 1
     from .models import write_json_atomically
 
-    write_json_atomically(state_path, {"ident": ident, "rows_done": done, "bytes": f.tell()})
-    return done
+    state.update(rows_done=buf[-1][0] + 1, output_rows=state["output_rows"] + len(lines), bytes=f.tell())
+    write_json_atomically(state_path, state)

@@ -309,7 +309,7 @@ def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, r
     """Measure, write bench.json/.md/.png and print the table. Returns the report."""
     from tqdm import tqdm
 
-    from benchmarks.harness import run_bench, to_markdown, write_report
+    from benchmarks.harness import run_bench
 
     plan = len(targets) * len(threads) * len(workloads)
     with tqdm(total=plan, desc="bench", unit="row") as bar:
@@ -324,10 +324,22 @@ def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, r
                                progress=progress)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    _write_and_show(report, out)
+    return report
+
+
+def _write_and_show(report: dict, out) -> None:
+    """Write bench.json/.md/.png and print the table."""
+    from benchmarks.harness import to_markdown, write_report
+
     paths = write_report(report, Path(out))
     print(to_markdown(report))
     print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
-    return report
+
+
+def _bench_status(report: dict) -> int:
+    """Exit status of a bench run: 3 when a row failed (the table is still written), else 0."""
+    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
 
 
 def cmd_bench(a) -> int:
@@ -361,14 +373,13 @@ def cmd_bench(a) -> int:
                                      "teacher", accuracy=False))
     report = run_bench_cli(targets, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer, out=a.out)
-    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
+    return _bench_status(report)
 
 
 def _bench_on_device(a, threads: list[int]) -> int:
     """bench --device adb[:SERIAL]: bundles only (a phone runs no eager PyTorch); a --teacher given
     as a bundle gives the speedup column."""
     from benchmarks.android import Adb, DeviceError, run_device_bench
-    from benchmarks.harness import to_markdown, write_report
 
     kind, _, serial = a.device.partition(":")
     if kind != "adb":
@@ -393,10 +404,8 @@ def _bench_on_device(a, threads: list[int]) -> int:
                                                                           f"{row.get('status')}", flush=True))
     except DeviceError as e:
         raise ConfigError(str(e)) from None
-    paths = write_report(report, Path(a.out))
-    print(to_markdown(report))
-    print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
-    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
+    _write_and_show(report, a.out)
+    return _bench_status(report)
 
 
 def cmd_demo(a) -> int:

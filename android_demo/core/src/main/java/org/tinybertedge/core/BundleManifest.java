@@ -38,10 +38,12 @@ public final class BundleManifest {
     public final String quantization;
     public final TokenizerSettings tokenizerSettings;
     public final Map<String, Integer> vocab;
+    private final WordPieceTokenizer tokenizer;
 
     private BundleManifest(File dir, Map<String, Object> metadata, String format, File artifact, List<String> labels,
                            int maxSeqLen, SeqLenPolicy policy, Map<Integer, String> signatures, String inputDtype,
-                           String quantization, TokenizerSettings tokenizerSettings, Map<String, Integer> vocab) {
+                           String quantization, TokenizerSettings tokenizerSettings, Map<String, Integer> vocab,
+                           WordPieceTokenizer tokenizer) {
         this.dir = dir;
         this.metadata = metadata;
         this.format = format;
@@ -54,6 +56,7 @@ public final class BundleManifest {
         this.quantization = quantization;
         this.tokenizerSettings = tokenizerSettings;
         this.vocab = vocab;
+        this.tokenizer = tokenizer;
     }
 
     /**
@@ -138,19 +141,16 @@ public final class BundleManifest {
         if (!labelLines.equals(labels)) {
             throw new BundleException(BundleException.Reason.LABELS_MISMATCH, "labels.txt " + labelLines + " does not match metadata.json " + labels + "; export the bundle again");
         }
-        TokenizerSettings ts = TokenizerSettings.fromMetadata(Json.obj(meta, "tokenizer", where));
         Map<String, Object> tok = Json.obj(meta, "tokenizer", where);
+        TokenizerSettings ts = TokenizerSettings.fromMetadata(tok);
         List<String> vocabLines = readLines(new File(dir, Json.str(tok, "vocab_file", where + " tokenizer")));
         Map<String, Integer> vocab = new HashMap<>(vocabLines.size() * 2);
         for (int i = 0; i < vocabLines.size(); i++) vocab.putIfAbsent(vocabLines.get(i), i);
-        for (String t : Arrays.asList(ts.clsToken, ts.sepToken, ts.unkToken)) {
-            if (!vocab.containsKey(t)) {
-                throw new BundleException(BundleException.Reason.BAD_VOCAB, "vocab.txt in " + dir + " has no " + t + " token; export the bundle again");
-            }
-        }
+        // built here, so a vocabulary without [CLS]/[SEP]/[UNK] refuses the bundle at load time
+        WordPieceTokenizer tokenizer = new WordPieceTokenizer(vocab, ts, CharTables.defaults());
         String quant = Json.str(Json.obj(meta, "quantization", where), "name", where + " quantization");
         return new BundleManifest(dir, meta, format, new File(dir, artifactName), labels, (int) maxSeqLen, policy, sigs,
-                dtype, quant, ts, vocab);
+                dtype, quant, ts, vocab, tokenizer);
     }
 
     /**
@@ -171,9 +171,9 @@ public final class BundleManifest {
         }
     }
 
-    /** The WordPiece tokenizer of this bundle's model. */
-    public WordPieceTokenizer tokenizer() throws BundleException {
-        return new WordPieceTokenizer(vocab, tokenizerSettings, CharTables.defaults());
+    /** The WordPiece tokenizer of this bundle's model (built and checked by {@link #load}). */
+    public WordPieceTokenizer tokenizer() {
+        return tokenizer;
     }
 
     /** Size of the artifact in bytes. */

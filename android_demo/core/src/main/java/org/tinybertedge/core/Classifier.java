@@ -9,9 +9,8 @@ public final class Classifier implements AutoCloseable {
     /**
      * @param bundle a verified bundle
      * @param engine an engine opened on that bundle
-     * @throws BundleException when the bundle's vocabulary is unusable
      */
-    public Classifier(BundleManifest bundle, InferenceEngine engine) throws BundleException {
+    public Classifier(BundleManifest bundle, InferenceEngine engine) {
         this.bundle = bundle;
         this.tokenizer = bundle.tokenizer();
         this.engine = engine;

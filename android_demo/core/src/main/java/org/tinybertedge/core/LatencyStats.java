@@ -2,7 +2,6 @@ package org.tinybertedge.core;
 
 import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -43,12 +42,6 @@ public final class LatencyStats {
         for (int i = lo; i < hi; i++) tsum += a[i];
         return new LatencyStats(percentile(a, 50), percentile(a, 90), percentile(a, 99), mean, Math.sqrt(var / a.length),
                 tsum / (hi - lo), a.length);
-    }
-
-    public static LatencyStats of(List<Double> ms) {
-        double[] a = new double[ms.size()];
-        for (int i = 0; i < a.length; i++) a[i] = ms.get(i);
-        return of(a);
     }
 
     /** numpy.percentile(sorted, q) with linear interpolation. */
