@@ -6,10 +6,18 @@ from it; 6 layers so the default 4-layer student needs a non-divisible layer map
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    # General-distillation students made by the tests go to a throwaway cache (inherited by the
+    # subprocesses the tests start), never into the user's.
+    os.environ["TINYBERT_EDGE_GD_CACHE"] = tempfile.mkdtemp(prefix="tinybert-edge-gd-cache-")
 
 WORDS = ("the a film movie is was good bad great awful fun dull plot actor story music long short funny sad "
          "best worst love hate boring brilliant and but not very too so this that it of to in with").split()
@@ -90,3 +98,11 @@ def tiny_assets(tmp_path_factory) -> dict[str, Path]:
     corpus.write_text("\n".join(t for t, _ in sentences(40, seed=3)) + "\n")
     return {"root": root, "teacher_base": teacher_base, "teacher_cls": teacher_cls, "train": train, "dev": dev,
             "corpus": corpus}
+
+
+@pytest.fixture(scope="session")
+def real_assets():
+    """The embedded default (MiniLM teacher, Rotten Tomatoes, corpus), fetched once into the cache."""
+    from tinybert_edge.fetch import fetch_default
+
+    return fetch_default()

@@ -222,7 +222,7 @@ def test_augmented_file_trains_step_one(tmp_path, tiny_assets, teacher, capsys):
     assert main(["distill", "task", "--teacher", str(tiny_assets["teacher_cls"]), "--train", str(aug),
                  "--prediction-data", str(tiny_assets["train"]), "--out", str(tmp_path / "student"),
                  "--intermediate-max-steps", "1", "--prediction-max-steps", "1", "--batch-size", "8",
-                 "--max-seq-len", "16", "--checkpoint-every", "0"]) == 0
+                 "--max-seq-len", "16", "--checkpoint-every", "0", "--init", "random"]) == 0
     assert (tmp_path / "student" / "model" / "config.json").is_file()
     specs = " ".join(f.read_text() for f in (tmp_path / "student").rglob("*.json"))
     assert str(aug) in specs and str(tiny_assets["train"]) in specs  # step 1 on the augmented file, step 2 on the original

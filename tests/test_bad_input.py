@@ -10,12 +10,12 @@ COMMON = ["--batch-size", "8", "--max-seq-len", "16", "--checkpoint-every", "0",
 
 def _general(a, out, *extra):
     return ["distill", "general", "--teacher", str(a["teacher_base"]), "--corpus", str(a["corpus"]),
-            "--out", str(out), *COMMON, *extra]
+            "--out", str(out), "--init", "random", *COMMON, *extra]
 
 
 def _task(a, out, train, *extra):
     return ["distill", "task", "--teacher", str(a["teacher_cls"]), "--train", str(train), "--out", str(out),
-            "--intermediate-max-steps", "1", "--prediction-max-steps", "1", *COMMON, *extra]
+            "--intermediate-max-steps", "1", "--prediction-max-steps", "1", "--init", "random", *COMMON, *extra]
 
 
 def _fails(argv, capsys, *needles):

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def _args(a, out):
     return ["distill", "general", "--teacher", str(a["teacher_base"]), "--corpus", str(a["corpus"]), "--out", str(out),
             "--batch-size", "8", "--max-seq-len", "16", "--max-steps", "4", "--checkpoint-every", "2",
-            "--threads", "1"]
+            "--threads", "1", "--init", "random", "--no-gd-cache"]
 
 
 def test_two_process_run_matches_one_process_shapes(tiny_assets, tmp_path):

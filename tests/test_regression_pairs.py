@@ -33,7 +33,7 @@ def test_regression_on_pairs_end_to_end(tiny_assets, tmp_path, capsys):
     assert len(cfg["id2label"]) == 1 and cfg["problem_type"] == "regression"
     assert main(["distill", "task", "--teacher", str(tmp_path / "teacher"), "--train", str(train), "--dev", str(dev),
                  "--out", str(tmp_path / "student"), "--intermediate-epochs", "1", "--prediction-epochs", "1",
-                 *common]) == 0
+                 "--init", "random", *common]) == 0
     step2 = [json.loads(x) for x in (tmp_path / "student" / "step2-prediction" / "metrics.jsonl").read_text().splitlines()]
     assert "prediction" in step2[-1]
     out_json = tmp_path / "eval.json"
@@ -48,6 +48,6 @@ def test_regression_on_pairs_end_to_end(tiny_assets, tmp_path, capsys):
 def test_bf16_mixed_precision_runs(tiny_assets, tmp_path):
     assert main(["distill", "general", "--teacher", str(tiny_assets["teacher_base"]), "--corpus",
                  str(tiny_assets["corpus"]), "--out", str(tmp_path / "g"), "--batch-size", "8", "--max-seq-len", "16",
-                 "--max-steps", "2", "--checkpoint-every", "0", "--mixed-precision", "bf16"]) == 0
+                 "--max-steps", "2", "--checkpoint-every", "0", "--mixed-precision", "bf16", "--init", "random"]) == 0
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["steps"] == 2 and all(v == v for v in summary["final_losses"].values())  # no NaN

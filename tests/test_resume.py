@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 def _cmd(a, out, *extra):
     return [sys.executable, "-m", "tinybert_edge", "distill", "general", "--teacher", str(a["teacher_base"]),
             "--corpus", str(a["corpus"]), "--out", str(out), "--batch-size", "4", "--max-seq-len", "16",
-            "--epochs", "30", "--max-steps", "150", "--checkpoint-every", "10", "--threads", "1", *extra]
+            "--epochs", "30", "--max-steps", "150", "--checkpoint-every", "10", "--threads", "1", "--init", "random",
+            "--no-gd-cache", *extra]
 
 
 def _env():

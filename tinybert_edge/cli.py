@@ -121,7 +121,7 @@ def cmd_distill_general(a) -> int:
 
     r = distill_general(a.teacher, a.corpus, a.out, _train_config(a), preset=a.preset,
                         preset_overrides=_overrides(a), layer_map=a.layer_map, projection=a.projection,
-                        resume=a.resume, overwrite=a.overwrite)
+                        init=a.init, use_cache=not a.no_gd_cache, resume=a.resume, overwrite=a.overwrite)
     print(f"general student saved to {r.model_dir}")
     return 0
 
@@ -135,10 +135,11 @@ def cmd_distill_task(a) -> int:
         intermediate=_train_config(a, a.intermediate_epochs, a.intermediate_lr, a.intermediate_max_steps) if run1 else None,
         prediction=_train_config(a, a.prediction_epochs, a.prediction_lr, a.prediction_max_steps) if run2 else None,
         temperature=a.temperature, scale_by_t2=a.t2)
-    final = distill_task(a.teacher, a.train, a.out, steps, student_init=a.student_init, preset=a.preset,
-                         preset_overrides=_overrides(a), layer_map=a.layer_map, projection=a.projection,
-                         prediction_file=a.prediction_data, dev_file=a.dev, columns=_columns(a),
-                         strict_teacher_check=a.strict_teacher_check, resume=a.resume, overwrite=a.overwrite)
+    final = distill_task(a.teacher, a.train, a.out, steps, student_init=a.student_init, init=a.init,
+                         slice_from=a.slice_from, preset=a.preset, preset_overrides=_overrides(a),
+                         layer_map=a.layer_map, projection=a.projection, prediction_file=a.prediction_data,
+                         dev_file=a.dev, columns=_columns(a), strict_teacher_check=a.strict_teacher_check,
+                         strict_student_check=a.strict_student_check, resume=a.resume, overwrite=a.overwrite)
     print(f"student saved to {final}")
     return 0
 
@@ -481,13 +482,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--teacher", required=True, help="pre-trained (not fine-tuned) teacher directory")
     g.add_argument("--corpus", required=True, help=".txt (one text per line) or .jsonl with a text field")
     g.add_argument("--out", required=True)
+    g.add_argument("--init", choices=["sliced", "random"], default="sliced",
+                   help="sliced: the student starts cut out of the teacher (default); random: the paper's init")
+    g.add_argument("--no-gd-cache", action="store_true",
+                   help="neither reuse nor fill the kit's cache of general-distillation students")
     _student_args(g)
     _train_args(g, epochs=1, lr=5e-5, seq=128)
     g.set_defaults(func=cmd_distill_general)
 
     t = dsub.add_parser("task", help="task distillation: step 1 intermediate layers, step 2 prediction layer")
     t.add_argument("--teacher", required=True, help="fine-tuned teacher (sequence classifier)")
-    t.add_argument("--student-init", help="student to start from (general-distillation output); default: fresh preset")
+    t.add_argument("--student-init", help="student directory to start from (e.g. a general-distillation output); "
+                   "overrides --init")
+    t.add_argument("--init", choices=["auto", "sliced", "random"], default="auto",
+                   help="without --student-init: auto = the newest cached general-distillation student of the "
+                   "pre-trained teacher and this shape, else sliced; sliced = cut out of the pre-trained teacher, "
+                   "units ranked on --train; random = the paper's init (default auto)")
+    t.add_argument("--slice-from", help="pre-trained encoder to slice (default: the model the teacher was fine-tuned "
+                   "from, as finetune recorded it; else the teacher itself)")
     t.add_argument("--train", required=True, help="task data for step 1 (e.g. augmented)")
     t.add_argument("--prediction-data", help="task data for step 2 (default: --train)")
     t.add_argument("--dev", help="the teacher is checked on it first, the student scored on it last")
@@ -502,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--temperature", type=float, default=1.0, help="prediction-loss temperature (paper: 1)")
     t.add_argument("--t2", action="store_true", help="scale the prediction loss by t^2")
     t.add_argument("--strict-teacher-check", action="store_true", help="fail when the teacher is near chance on --dev")
+    t.add_argument("--strict-student-check", action="store_true",
+                   help="fail (and write no OUT/model) when the student is near chance on --dev")
     _student_args(t)
     _column_args(t)
     _train_args(t, epochs=1, lr=5e-5)
@@ -510,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy/F1/MCC (classification) or Pearson/Spearman (regression)")
     e.add_argument("--model", required=True)
     e.add_argument("--data", required=True)
-    e.add_argument("--max-seq-len", type=int, default=128)
+    e.add_argument("--max-seq-len", type=int, default=None, help="tokens per text (default 128, or the model's "
+                   "positions if fewer)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--json", help="also write the metrics here")
     _column_args(e)

@@ -24,8 +24,10 @@ def classification_metrics(preds: np.ndarray, labels: np.ndarray, num_labels: in
         num_labels: C.
 
     Returns:
-        {"accuracy", "f1", "mcc", "majority"}: "majority" is the share of the most common gold
-        label, the accuracy of always guessing it.
+        {"accuracy", "f1", "macro_f1", "mcc", "majority", "per_class_recall"}: "f1" is the F1 of
+        label 1 for two labels and the macro F1 otherwise; "majority" is the share of the most
+        common gold label, the accuracy of always guessing it; "per_class_recall" is in label-id
+        order.
     """
     preds = np.asarray(preds, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -39,13 +41,15 @@ def classification_metrics(preds: np.ndarray, labels: np.ndarray, num_labels: in
     prec = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
     rec = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
     f1s = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
-    f1 = float(f1s[1]) if num_labels == 2 else float(f1s.mean())
+    macro_f1 = float(f1s.mean())
+    f1 = float(f1s[1]) if num_labels == 2 else macro_f1
     t, p = cm.sum(1), cm.sum(0)
     cov_tp = np.trace(cm) * n - float(t @ p)
     denom = np.sqrt(n * n - float(p @ p)) * np.sqrt(n * n - float(t @ t))
     mcc = float(cov_tp / denom) if denom > 0 else 0.0
     majority = float(np.bincount(labels, minlength=num_labels).max() / n)
-    return {"accuracy": acc, "f1": f1, "mcc": mcc, "majority": majority}
+    return {"accuracy": acc, "f1": f1, "macro_f1": macro_f1, "mcc": mcc, "majority": majority,
+            "per_class_recall": [float(r) for r in rec]}
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -131,10 +135,15 @@ def evaluate_model(model, tokenizer, path: str | Path, *, max_seq_len: int = 128
 
 
 def near_chance(metrics: dict, num_labels: int, margin: float = 0.05) -> bool:
-    """True when a classifier does no better than guessing (the label-order bug's symptom).
+    """True when a classifier does no better than guessing (the label-order bug's symptom, or
+    a student that collapsed to one class).
 
-    Chance is the larger of the majority share and 1/C; "near" is within `margin`.
+    Near chance: accuracy within `margin` of max(majority share, 1/C), or macro-F1 within
+    `margin` of 1/C (a model that ignores the minority classes of an imbalanced task).
     """
     if metrics.get("task_type") == "regression":
         return metrics["pearson"] < 0.1
-    return metrics["accuracy"] <= max(metrics["majority"], 1.0 / num_labels) + margin
+    chance = 1.0 / num_labels
+    if metrics["accuracy"] <= max(metrics["majority"], chance) + margin:
+        return True
+    return "macro_f1" in metrics and metrics["macro_f1"] <= chance + margin

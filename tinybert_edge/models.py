@@ -199,6 +199,11 @@ def student_config(teacher_config, preset: StudentPreset, **head_kwargs):
     return type(teacher_config).from_dict(d)
 
 
+def max_positions(config) -> int:
+    """Tokens a BERT-family model can take (RoBERTa-style position ids start after the padding index)."""
+    return config.max_position_embeddings - (2 if config.model_type in ("roberta", "xlm-roberta") else 0)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

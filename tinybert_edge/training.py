@@ -340,7 +340,8 @@ def make_accelerator(cfg: TrainConfig):
 
 
 def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume: bool = False,
-          description: str = "train", model_files: dict[str, dict] | None = None, accelerator=None) -> TrainResult:
+          description: str = "train", model_files: dict[str, dict] | None = None, accelerator=None,
+          snapshot_steps: tuple[int, ...] = ()) -> TrainResult:
     """Run the optimization loop of `objective` over `data`, with checkpoints and resume.
 
     Args:
@@ -354,6 +355,9 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
         description: progress-bar label.
         model_files: extra JSON files written into the final model directory.
         accelerator: reuse an Accelerator (one is made otherwise).
+        snapshot_steps: also save the trained model at these steps, as HF directories in
+            run_dir/snapshots/step-N with snapshot.json (steps, training seconds so far); for
+            curves of quality against training time from one run.
 
     Returns:
         TrainResult.
@@ -380,6 +384,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints)
 
     step = 0
+    elapsed_before = 0.0  # training seconds of earlier sessions of this run (resume)
     latest = ckpt.latest() if resume else None
     if latest is not None:
         state = ckpt.load(latest, accelerator, objective, optimizer, scheduler)  # restores RNG too
@@ -389,6 +394,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                 f"per epoch, this run has {total} of {steps_per_epoch}: the data changed; use a new --out"
             )
         step = state["step"]
+        elapsed_before = float(state.get("elapsed_seconds", 0.0))
         if accelerator.is_main_process:
             _truncate_metrics(run_dir / "metrics.jsonl", step)
             accelerator.print(f"resuming {run_dir} from {latest.name} (step {step}/{total})")
@@ -439,10 +445,19 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                            "grad_norm": float(grad_norm), **last}
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(rec) + "\n")
+            if step in snapshot_steps:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    snap = run_dir / "snapshots" / f"step-{step:08d}"
+                    seconds_so_far = elapsed_before + time.perf_counter() - t0
+                    save_model_atomically(accelerator.unwrap_model(model).trained_model(), tokenizer, snap,
+                                          extra_files={**(model_files or {}), "snapshot.json": {
+                                              "step": step, "training_seconds": round(seconds_so_far, 2)}})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
                 ckpt.save(accelerator, model, optimizer, scheduler,
                           {"step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                           "world_size": world, "format": CHECKPOINT_FORMAT})
+                           "world_size": world, "format": CHECKPOINT_FORMAT,
+                           "elapsed_seconds": elapsed_before + time.perf_counter() - t0})
             if step >= total:
                 break
     bar.close()
@@ -454,7 +469,8 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
         save_model_atomically(trained, tokenizer, model_dir, extra_files=model_files)
         write_json_atomically(run_dir / "summary.json", {
             "steps": step, "total_steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
-            "seconds_this_process": round(seconds, 2), "processes": world, "final_losses": last,
+            "seconds_this_process": round(seconds, 2), "seconds_total": round(elapsed_before + seconds, 2),
+            "processes": world, "final_losses": last,
         })
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, model_dir, step, seconds, resumed_from, last)
