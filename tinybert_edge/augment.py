@@ -504,6 +504,7 @@ def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmen
         raise DataError(f"nothing to resume: {partial} or {state_path} is missing; run without --resume")
     examples = iter_task_examples(input_path, columns)
     first = next(examples)  # raises DataError on an empty file or a row without text
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     has_pair = first.text_pair is not None or columns.text_pair in _header(input_path)
     shards = _Shards(augmenter, workers)
     try:

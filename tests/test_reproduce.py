@@ -1,0 +1,91 @@
+"""The reproduction driver (issue #11) on a tiny config: two arms, a few steps; the table's shape,
+skipping finished arms, and an interrupted arm resuming to the uninterrupted result."""
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks.reproduce import main
+
+pytestmark = pytest.mark.slow
+
+TINY = {"seq_len": 16, "batch_size": 8, "teacher_epochs": 1, "step1_epochs": 1, "step2_epochs": 1, "gd_steps": 4,
+        "gd_snapshots": [2], "gd_seq_len": 16, "gd_batch_size": 8, "aug_n": 2, "small_rows": 20,
+        "small_teacher_epochs": 1, "seeds": [1, 2], "student": {"hidden_size": 36, "intermediate_size": 40}}
+
+
+@pytest.fixture
+def grid_args(tiny_assets, tmp_path):
+    from conftest import sentences, write_tsv
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    test = write_tsv(tmp_path / "test.tsv", sentences(20, seed=4))
+    a = tiny_assets
+
+    def args(runs, out, arms):
+        return ["--runs", str(runs), "--out", str(out), "--config", str(cfg), "--arms", arms,
+                "--pretrained", str(a["teacher_base"]), "--train", str(a["train"]), "--dev", str(a["dev"]),
+                "--test", str(test), "--corpus", str(a["corpus"])]
+
+    return args
+
+
+def _weights(result):
+    from pathlib import Path
+
+    return (Path(result["model"]) / "model.safetensors").read_bytes()
+
+
+def test_two_arms_make_the_table_and_finished_arms_are_skipped(grid_args, tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    assert main(grid_args(runs, out, "teacher,ours-sliced-td")) == 0
+    report = json.loads((out / "reproduce.json").read_text())
+    # the headline arm runs its seeds: teacher + 2 instances
+    assert [r["instance"] for r in report["arms"]] == ["teacher", "ours-sliced-td", "ours-sliced-td@2"]
+    rows = {r["arm"]: r for r in report["summary"]["rows"]}
+    assert set(rows) == {"teacher", "ours-sliced-td"}
+    row = rows["ours-sliced-td"]
+    for key in ("dev_accuracy", "test_accuracy", "dev_macro_f1", "test_macro_f1", "dev_accuracy_kept",
+                "test_macro_f1_kept", "steps", "train_minutes"):
+        assert key in row, key
+    assert row["seeds"] == [1, 2] and row["dev_accuracy_std"] is not None
+    assert len(row["test_per_class_recall"]) == 2 and row["steps"] == 2 * 6  # step 1 + step 2, 6 batches each
+    assert rows["teacher"]["dev_accuracy_kept"] == 1.0
+    teacher = report["summary"]["teacher"]
+    assert row["dev_accuracy_kept"] == pytest.approx(row["dev_accuracy"] / teacher["dev"]["accuracy"])
+    md = (out / "reproduce.md").read_text()
+    assert md.count("\n| ") == 2 + 2 and "`ours-sliced-td` | 2 |" in md  # header + separator + 2 rows
+    assert (out / "reproduce.png").stat().st_size > 10_000
+    before = (runs / "arms" / "ours-sliced-td" / "result.json").read_text()
+    capsys.readouterr()
+    assert main(grid_args(runs, out, "teacher,ours-sliced-td")) == 0  # everything finished: nothing reruns
+    assert "dev " not in capsys.readouterr().out.split("wrote")[0]
+    assert (runs / "arms" / "ours-sliced-td" / "result.json").read_text() == before
+
+
+def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(grid_args, tmp_path):
+    a_runs, b_runs = tmp_path / "a", tmp_path / "b"
+    assert main(grid_args(a_runs, tmp_path / "oa", "paper-no-da")) == 0
+    assert main(grid_args(b_runs, tmp_path / "ob", "paper-no-da")) == 0
+    # Interrupt b after step 1: step 2, the final model and the result are gone (a kill mid-step is the
+    # training loop's resume, tested in test_resume.py); the rerun must resume, not restart.
+    arm = b_runs / "arms" / "paper-no-da"
+    step1 = (arm / "student" / "step1-intermediate" / "model" / "model.safetensors").read_bytes()
+    for p in (arm / "result.json", arm / "student" / "model"):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    shutil.rmtree(arm / "student" / "step2-prediction")
+    assert main(grid_args(b_runs, tmp_path / "ob", "paper-no-da")) == 0
+    assert (arm / "student" / "step1-intermediate" / "model" / "model.safetensors").read_bytes() == step1
+    ra = json.loads((a_runs / "arms" / "paper-no-da" / "result.json").read_text())
+    rb = json.loads((arm / "result.json").read_text())
+    assert _weights(ra) == _weights(rb)
+    assert ra["dev"] == rb["dev"] and ra["test"] == rb["test"]
+
+
+def test_unknown_arm_is_one_clear_error(grid_args, tmp_path, capsys):
+    assert main(grid_args(tmp_path / "r", tmp_path / "o", "teacher,paper-ful")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown arm(s) paper-ful; known arms: teacher,")
+    assert not (tmp_path / "r").exists()
