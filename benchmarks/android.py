@@ -25,6 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tinybert_edge.errors import KitError
+from tinybert_edge.schema import SchemaError, validate
+from tinybert_edge.taskfiles import iter_task_examples
+
+from tinybert_edge.converters.bundle import load_bundle
+from .harness import SCHEMA, SCHEMA_VERSION, Target, add_ratios, machine_info
+
 DEVICE_SCHEMA = "tinybert-edge/bench-device"
 DEVICE_SCHEMA_VERSION = 1
 PACKAGE = "org.tinybertedge.demo"
@@ -32,54 +39,29 @@ ACTIVITY = f"{PACKAGE}/.BenchmarkActivity"
 DEVICE_DIR = "/data/local/tmp/tinybert-edge"
 RESULTS_DIR = f"/sdcard/Android/data/{PACKAGE}/files"
 
-_RESULT_FIELDS = {"backend": str, "quantization": str, "load_s": (int, float), "first_inference_ms": (int, float),
-                  "p50_ms": (int, float), "p90_ms": (int, float), "p99_ms": (int, float), "mean_ms": (int, float),
-                  "std_ms": (int, float), "trimmed_mean_ms": (int, float), "runs": int, "size_bytes": int,
-                  "mean_input_tokens": (int, float)}
+_RESULT_FIELDS = ("backend", "quantization", "load_s", "first_inference_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+                  "std_ms", "trimmed_mean_ms", "runs", "size_bytes", "mean_input_tokens")
 
 
-class DeviceError(RuntimeError):
+class DeviceError(KitError, RuntimeError):
     """adb is missing, the phone is absent, or the app did not answer; the message says what to do."""
 
 
-def validate_device_results(doc: dict) -> None:
-    """Check one results document of the app against schema tinybert-edge/bench-device v1.
+def validate_device_results(doc: dict, where: str = "the app's results") -> None:
+    """Check one results document of the app against its JSON Schema (bench-device.schema.json),
+    then what a schema cannot say: ordered percentiles and a passed self-test.
 
     Raises:
-        ValueError: naming the first missing or mistyped field.
+        SchemaError: naming the first missing or mistyped field, or the failed check.
     """
-    if not isinstance(doc, dict) or doc.get("schema") != DEVICE_SCHEMA:
-        raise ValueError(f"not a {DEVICE_SCHEMA} document (schema {doc.get('schema') if isinstance(doc, dict) else None})")
-    if doc.get("schema_version") != DEVICE_SCHEMA_VERSION:
-        raise ValueError(f"schema_version {doc.get('schema_version')} is not {DEVICE_SCHEMA_VERSION}; update tinybert-edge "
-                         "or the app so they agree")
-    for key, typ in (("date", str), ("device", dict), ("bundle", dict), ("settings", dict), ("result", dict)):
-        if not isinstance(doc.get(key), typ):
-            raise ValueError(f"field {key!r} is missing or not a {typ.__name__}")
-    for key, typ in (("name", str), ("format", str), ("quantization", str), ("artifact_sha256", str),
-                     ("size_bytes", int), ("seq_len_policy", dict)):
-        if not isinstance(doc["bundle"].get(key), typ):
-            raise ValueError(f"bundle.{key} is missing or not a {typ.__name__}")
-    s = doc["settings"]
-    for key in ("threads", "iterations", "warmup"):
-        if not isinstance(s.get(key), int):
-            raise ValueError(f"settings.{key} is missing or not an integer")
-    if s.get("workload") not in ("fixed", "real"):
-        raise ValueError(f"settings.workload {s.get('workload')!r} is not fixed or real")
+    validate("bench-device", doc, where)
     r = doc["result"]
-    if r.get("status") == "failed":
-        if not isinstance(r.get("reason"), str):
-            raise ValueError("result.reason is missing for a failed result")
-        return
-    if r.get("status") != "ok":
-        raise ValueError(f"result.status {r.get('status')!r} is not ok or failed")
-    for key, typ in _RESULT_FIELDS.items():
-        if not isinstance(r.get(key), typ) or isinstance(r.get(key), bool):
-            raise ValueError(f"result.{key} is missing or of the wrong type")
-    if not r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]:
-        raise ValueError("result percentiles are not ordered p50 <= p90 <= p99")
-    if "accuracy" in r and not 0.0 <= r["accuracy"] <= 1.0:
-        raise ValueError("result.accuracy is outside [0, 1]")
+    if r["status"] == "ok" and not r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]:
+        raise SchemaError(f"{where}: result percentiles are not ordered p50 <= p90 <= p99")
+    test = doc.get("self_test")
+    if r["status"] == "ok" and test is not None and not test["passed"]:
+        raise SchemaError(f"{where}: the on-device self-test failed ({test.get('message', 'outputs differ')}); "
+                          "its timings are refused")
 
 
 def device_row(doc: dict, *, name: str, role: str = "student", path: str | None = None) -> dict:
@@ -181,8 +163,6 @@ class Adb:
 
 def _eval_tsv(data: str, max_examples: int | None) -> str:
     """The eval file in the app's format: label<TAB>text[<TAB>pair] per line, no header."""
-    from tinybert_edge.data import iter_task_examples
-
     lines = []
     for ex in iter_task_examples(data):
         if max_examples and len(lines) >= max_examples:
@@ -208,9 +188,6 @@ def run_device_bench(bundles: list[tuple[str, str, str]], adb: Adb, *, threads: 
         DeviceError: adb missing, phone absent, the app not answering.
         converters.bundle.BundleError: a bundle is broken (checked before anything is pushed).
     """
-    from benchmarks.harness import SCHEMA, SCHEMA_VERSION, _add_ratios, Target, machine_info
-    from converters.bundle import load_bundle
-
     for _, _, b in bundles:
         load_bundle(b)  # verified here first: a broken bundle costs no phone time
     adb.check_device()
@@ -231,13 +208,13 @@ def run_device_bench(bundles: list[tuple[str, str, str]], adb: Adb, *, threads: 
                             data=remote_data, poll=poll)
         try:
             row = device_row(doc, name=name, role=role, path=b)
-        except ValueError as e:
+        except SchemaError as e:
             row = {"name": name, "kind": "bundle", "role": role, "path": b, "threads": n, "workload": w,
                    "status": "failed", "reason": f"the app's results do not match {DEVICE_SCHEMA}: {e}"}
         rows.append(row)
         if progress:
             progress(i + 1, len(plan), row)
-    _add_ratios(rows, [Target(name, "bundle", b, role) for name, role, b in bundles])
+    add_ratios(rows, [Target(name, "bundle", b, role) for name, role, b in bundles])
     device = next((r["device"] for r in rows if "device" in r), {})
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
 """Run shipped bundles on an emulated aarch64 Linux and check their outputs against this host's.
 
-    python -m benchmarks.arm_emulation [--bundle DIR ...] [--data dev.tsv] [--max-examples 32]
+    python -m tinybert_edge.benchmarks.arm_emulation [--bundle DIR ...] [--data dev.tsv] [--max-examples 32]
                                        [--executorch] [--out benchmarks/results/arm_emulation]
 
 What it does, all offline except Debian's and PyPI's registries:
@@ -8,8 +8,10 @@ What it does, all offline except Debian's and PyPI's registries:
    extracted with `mmdebstrap --variant=extract` (or `debootstrap --foreign`) into the cache;
 2. the aarch64 cp311 wheels of the runtimes, installed by the host's pip with `--target` and
    explicit aarch64 platform tags, pinned to the versions installed on this host;
-3. `benchmarks/arm_runner.py` (numpy + the runtime, no torch, no kit) run by the aarch64
-   python3.11 under `qemu-aarch64` with QEMU_CPU=cortex-a72, on inputs tokenized here;
+3. the kit's runtime side (this installed package's files, pure Python) and
+   `tinybert_edge.benchmarks.arm_runner` (numpy + tokenizers + jsonschema + the runtime, no torch
+   for .tflite) run by the aarch64 python3.11 under `qemu-aarch64` with QEMU_CPU=cortex-a72, on
+   inputs tokenized here;
 4. its logits compared with the same bundle's logits on this host: same label on every input,
    max |difference| within --atol.
 
@@ -18,7 +20,7 @@ aarch64 torch is a CUDA build whose CUDA libraries must be present for `import t
 (about 4.6 GB): `--executorch` installs them and checks .pte bundles too.
 
 Emulated timings are recorded only as the cost of the check, labelled "emulated", and never
-reported as ARM speed. On a real board run arm_runner.py (or `tinybert-edge bench`) natively.
+reported as ARM speed. On a real board run arm_runner (or `tinybert-edge bench`) natively.
 
 Exit status: 0 every check passed, 2 bad input or missing tools, 3 a check failed.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import itertools
 import json
 import os
 import shutil
@@ -39,12 +42,26 @@ from pathlib import Path
 
 import numpy as np
 
+import tinybert_edge
+from tinybert_edge import benchmarks as kit_benchmarks
+from tinybert_edge import converters as kit_converters
+from tinybert_edge.converters.bundle import BundleError, load_bundle
+from tinybert_edge.converters.runtime import tokenize
+from tinybert_edge.fetch import cache_dir
+from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+from tinybert_edge.taskfiles import iter_task_examples
+
+from .harness import machine_info
+
 SUITE = "bookworm"
 QEMU_CPU = "cortex-a72"
 AARCH64_TAGS = [f"manylinux_2_{i}_aarch64" for i in range(17, 37)] + ["manylinux2014_aarch64", "linux_aarch64"]
 # what `import ai_edge_litert.interpreter` pulls in (its wheel's Requires-Dist)
 LITERT_PACKAGES = ("ai-edge-litert", "numpy", "ml_dtypes", "flatbuffers", "protobuf", "backports.strenum", "tqdm",
                    "typing-extensions")
+# what the kit's runtime side imports besides numpy: the tokenizer, and jsonschema (with its
+# dependencies) for the bundle metadata
+KIT_RUNTIME_PACKAGES = ("tokenizers", "jsonschema")
 # `import torch` (with its CUDA libraries, which pip resolves as torch's dependencies) + executorch
 EXECUTORCH_PACKAGES = ("torch",)
 EXECUTORCH_NO_DEPS = ("executorch", "ruamel.yaml", "tabulate")  # what its pybindings import
@@ -169,6 +186,20 @@ def install_wheels(cache: Path, name: str, packages: list[str], no_deps: bool) -
     return site
 
 
+def kit_site(cache: Path) -> Path:
+    """This installed kit's pure-Python package, laid out as the wheel installs it (converters and
+    benchmarks inside tinybert_edge), copied fresh into cache/site-kit for the guest."""
+    site = cache / "site-kit"
+    shutil.rmtree(site, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "scripts", "results")
+    pkg = site / "tinybert_edge"
+    shutil.copytree(Path(tinybert_edge.__file__).parent, pkg, ignore=ignore)
+    for sub in (kit_converters, kit_benchmarks):
+        shutil.copytree(Path(sub.__file__).parent, pkg / sub.__name__.rsplit(".", 1)[1], ignore=ignore,
+                        dirs_exist_ok=True)
+    return site
+
+
 def _dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
 
@@ -184,19 +215,16 @@ def check_bundle(bundle_dir: Path, texts: list[str], root: Path, sites: list[Pat
         converters.bundle.BundleError: the bundle is missing, corrupted or failed.
         ArmCheckError: the emulated run failed.
     """
-    from converters.base import tokenize
-    from converters.bundle import load_bundle
-
     b = load_bundle(bundle_dir)
     rows = tokenize(b.tokenizer(), texts, None, b.policy.max_len)
-    host = b.runner(threads=1).logits(rows)
+    host = b.runner(threads=1).scores(rows)
     with tempfile.TemporaryDirectory(prefix="arm-check-") as tmp:
         inputs, out = Path(tmp) / "inputs.json", Path(tmp) / "out.json"
         inputs.write_text(json.dumps({"rows": [{"ids": ids, "types": types} for ids, types in rows]}))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QEMU_CPU": QEMU_CPU, "PYTHONNOUSERSITE": "1",
                "PYTHONPATH": os.pathsep.join(str(s) for s in sites), "OMP_NUM_THREADS": "1", "HOME": tmp}
-        cmd = [qemu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
-               str(Path(__file__).with_name("arm_runner.py")), str(b.path.resolve()), str(inputs), str(out), "--threads", "1",
+        cmd = [qemu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"), "-m",
+               "tinybert_edge.benchmarks.arm_runner", str(b.path.resolve()), str(inputs), str(out), "--threads", "1",
                "--runs", "0"]  # one pass: emulated timings are no ARM speed, so none are taken
         t0 = time.perf_counter()
         _run(cmd, f"the emulated aarch64 run of {bundle_dir}", timeout, env=env)
@@ -215,11 +243,7 @@ def check_bundle(bundle_dir: Path, texts: list[str], root: Path, sites: list[Pat
 def _texts(data: str | None, max_examples: int) -> list[str]:
     if not data:
         return DEFAULT_TEXTS[:max_examples]
-    from itertools import islice
-
-    from tinybert_edge.data import iter_task_examples
-
-    return [ex.text for ex in islice(iter_task_examples(data), max_examples)]
+    return [ex.text for ex in itertools.islice(iter_task_examples(data), max_examples)]
 
 
 def run_check(bundles: list[Path], *, data: str | None = None, max_examples: int = 32, executorch: bool = False,
@@ -229,8 +253,6 @@ def run_check(bundles: list[Path], *, data: str | None = None, max_examples: int
     Raises:
         ArmCheckError: tools missing, a build step failed, or an .pte bundle without --executorch.
     """
-    from tinybert_edge.fetch import cache_dir
-
     tools = require_tools()
     cache = Path(cache or cache_dir() / "arm64")
     cache.mkdir(parents=True, exist_ok=True)
@@ -240,7 +262,9 @@ def run_check(bundles: list[Path], *, data: str | None = None, max_examples: int
     cost["rootfs_s"], cost["rootfs_mb"] = time.perf_counter() - t, _dir_mb(root)
     progress(f"aarch64 {SUITE} userland: {root} ({cost['rootfs_mb']:.0f} MB, {cost['rootfs_s']:.1f} s)")
     t = time.perf_counter()
-    sites = [install_wheels(cache, "site-litert", [_pinned(p) for p in LITERT_PACKAGES], no_deps=True)]
+    sites = [install_wheels(cache, "site-litert", [_pinned(p) for p in LITERT_PACKAGES], no_deps=True),
+             install_wheels(cache, "site-kit-runtime", [_pinned(p) for p in KIT_RUNTIME_PACKAGES], no_deps=False),
+             kit_site(cache)]
     if executorch:
         sites += [install_wheels(cache, "site-torch", [_pinned(p) for p in EXECUTORCH_PACKAGES], no_deps=False),
                   install_wheels(cache, "site-executorch", [_pinned(p) for p in EXECUTORCH_NO_DEPS], no_deps=True)]
@@ -258,8 +282,6 @@ def run_check(bundles: list[Path], *, data: str | None = None, max_examples: int
         progress(f"{'PASS' if r['passed'] else 'FAIL'} {bdir}: {r['n']} texts, same label {100 * r['label_agreement']:.1f} %,"
                  f" max |dlogit| {r['max_abs_diff']:.2e} (atol {atol}), emulated run {r['emulated_wall_s']:.1f} s")
         results.append(r)
-    from benchmarks.harness import machine_info
-
     return {"schema": "tinybert-edge/arm-check", "schema_version": 1,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": machine_info(),
             "guest": {"emulator": f"qemu-user ({Path(tools['qemu']).name}), QEMU_CPU={QEMU_CPU}",
@@ -309,20 +331,16 @@ def main(argv=None) -> int:
     if a.max_examples < 1:
         print("error: --max-examples must be at least 1", file=sys.stderr)
         return 2
-    from converters.bundle import BundleError
-
     try:
         report = run_check(bundles, data=a.data, max_examples=a.max_examples, executorch=a.executorch,
                            cache=Path(a.cache) if a.cache else None, atol=a.atol)
     except (ArmCheckError, BundleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from tinybert_edge.models import write_bytes_atomically, write_json_atomically
-
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomically(out / "arm_check.json", report)
-    write_bytes_atomically((to_markdown(report) + "\n").encode(), out / "arm_check.md")
+    write_bytes_atomically(out / "arm_check.md", (to_markdown(report) + "\n").encode())
     print(to_markdown(report))
     return 0 if report["passed"] else 3
 

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from tinybert_edge.files import publish_dir
+from tinybert_edge.models import load_tokenizer
+
+from tinybert_edge.converters import SeqLenPolicy
+from tinybert_edge.converters.export import export_bundles
+
 
 def make_bert_base_dir(out_dir: str | Path, tokenizer_dir: str | Path, num_labels: int = 2) -> Path:
     """Save a randomly initialised BertForSequenceClassification(BertConfig()) with the given
@@ -16,11 +25,6 @@ def make_bert_base_dir(out_dir: str | Path, tokenizer_dir: str | Path, num_label
     Raises:
         ValueError: the tokenizer's vocabulary size differs from BertConfig()'s.
     """
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from tinybert_edge.models import load_tokenizer, publish_dir
-
     tok = load_tokenizer(tokenizer_dir)
     cfg = BertConfig(num_labels=num_labels, id2label={i: f"label_{i}" for i in range(num_labels)},
                      label2id={f"label_{i}": i for i in range(num_labels)})
@@ -45,9 +49,6 @@ def export_bert_base_bundles(out_dir: str | Path, tokenizer_dir: str | Path, for
     Validation is on three built-in sentences with threshold 0: random weights have no task to
     agree on; fp32 parity is still measured and recorded.
     """
-    from converters import SeqLenPolicy
-    from converters.bundle import export_bundles
-
     model = make_bert_base_dir(Path(out_dir) / "bert-base-shaped", tokenizer_dir)
     results = export_bundles(model, out_dir, formats=formats, quantizations=["none"],
                              policy=SeqLenPolicy.make(seq_len), threshold=0.0)

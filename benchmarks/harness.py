@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from importlib import metadata as _md
 from pathlib import Path
 
+from tqdm import tqdm
+
+from tinybert_edge.errors import ConfigError
+from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+from tinybert_edge.schema import validate
+
 SCHEMA = "tinybert-edge/bench"
 SCHEMA_VERSION = 1
 ISA_FLAGS = ("neon", "asimd", "asimddp", "sve", "i8mm", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
@@ -85,7 +91,7 @@ def _measure(target: Target, threads: int, workload: str, cfg: dict, timeout: fl
         spec_path.write_text(json.dumps(spec))
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
         try:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(out_path)],
+            proc = subprocess.run([sys.executable, "-m", "tinybert_edge.benchmarks.worker", str(spec_path), str(out_path)],
                                   env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
@@ -138,7 +144,7 @@ def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str]
         if progress:
             progress(i + 1, len(plan), row)
     _add_accuracy_to_all_rows(rows)
-    _add_ratios(rows, targets)
+    add_ratios(rows, targets)
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
             "settings": {k: v for k, v in cfg.items()}, "rows": rows}
@@ -152,7 +158,7 @@ def _add_accuracy_to_all_rows(rows: list[dict]) -> None:
             r["accuracy"], r["accuracy_examples"] = acc[r["name"]]
 
 
-def _add_ratios(rows: list[dict], targets: list[Target]) -> None:
+def add_ratios(rows: list[dict], targets: list[Target]) -> None:
     """speedup_vs[<teacher>] = teacher p50 / row p50 (same threads and workload); size likewise."""
     teachers = [t.name for t in targets if t.role == "teacher"]
     for r in rows:
@@ -227,15 +233,76 @@ def plot(report: dict, path: Path) -> None:
 
 def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     """bench.json, bench.md and bench.png in out_dir, each written atomically."""
-    from tinybert_edge.models import write_bytes_atomically, write_json_atomically
-
+    validate("bench", report, str(Path(out_dir) / "bench.json"))  # never write a report its readers would refuse
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md", "png": out_dir / "bench.png"}
     write_json_atomically(paths["json"], report)
-    write_bytes_atomically((to_markdown(report) + "\n").encode(), paths["md"])
+    write_bytes_atomically(paths["md"], (to_markdown(report) + "\n").encode())
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "bench.png"
         plot(report, staged)
-        write_bytes_atomically(staged.read_bytes(), paths["png"])
+        write_bytes_atomically(paths["png"], staged.read_bytes())
     return paths
+
+
+def targets_from_paths(teacher: str | None, students: list[str] | None, bert_base: bool = True) -> list[Target]:
+    """Harness targets from command-line paths: model directories run eager, bundles run on their runtime.
+
+    Raises:
+        ConfigError: a path that is neither a model directory nor a bundle.
+    """
+    targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher", accuracy=False)] if bert_base else []
+    if teacher:
+        targets.append(Target("teacher", "eager", str(teacher), "teacher"))
+    for s in students or []:
+        p = Path(s)
+        if (p / "metadata.json").is_file() or (p.is_file() and p.suffix == ".zip"):
+            targets.append(Target(p.stem if p.suffix == ".zip" else p.name, "bundle", str(p), "student"))
+        elif (p / "config.json").is_file() or (p / "model" / "config.json").is_file():
+            targets.append(Target("student (eager)", "eager", str(p), "student"))
+        else:
+            raise ConfigError(f"--student {p}: neither a model directory nor a bundle (directory with metadata.json "
+                              "or .zip); export one with tinybert-edge export")
+    return targets
+
+
+def run_and_report(targets: list[Target], *, out: str | Path, **settings) -> dict:
+    """Measure every row with a progress bar, write bench.json/.md/.png into `out`, print the table.
+
+    Args:
+        targets: rows to measure.
+        out: report directory.
+        **settings: run_bench's keyword arguments (threads, workloads, seq_len, data, ...).
+
+    Returns:
+        The report.
+
+    Raises:
+        ConfigError: bad settings (no targets, threads < 1, unknown workload).
+    """
+    plan = len(targets) * len(settings["threads"]) * len(settings["workloads"])
+    with tqdm(total=plan, desc="bench", unit="row") as bar:
+        def progress(done, total, row):
+            bar.update(1)
+            bar.set_postfix_str(f"{row['name']} {row['workload']} {row['threads']}t: "
+                                + (f"{row['p50_ms']:.1f} ms" if row.get("status") == "ok" else "failed"))
+
+        try:
+            report = run_bench(targets, progress=progress, **settings)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    show_report(report, out)
+    return report
+
+
+def show_report(report: dict, out: str | Path) -> None:
+    """Write bench.json/.md/.png and print the table."""
+    paths = write_report(report, Path(out))
+    print(to_markdown(report))
+    print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
+
+
+def exit_status(report: dict) -> int:
+    """Exit status of a bench run: 3 when a row failed (the table is still written), else 0."""
+    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3

@@ -2,11 +2,16 @@
 workload. The harness starts one process per row because torch's and ExecuTorch's thread
 pools fight inside one process, and so that peak RSS belongs to one runtime alone.
 
-    python -m benchmarks.worker SPEC.json RESULT.json
+    python -m tinybert_edge.benchmarks.worker SPEC.json RESULT.json
 
 SPEC holds: kind ("eager" | "bert-base" | "bundle"), path, threads, workload ("fixed" |
 "real"), seq_len, data (labelled file or null), warmup, runs, max_examples, accuracy (bool).
 RESULT gets the measured fields, or {"status": "failed", "reason": ...}.
+
+A bundle row loads only what an app on a phone loads: numpy, `tokenizers` and the format's
+runtime (ExecuTorch's Python runtime brings torch; LiteRT does not). torch and transformers are
+imported only for eager rows, in _Eager: that laziness is the point of the process-per-row
+design, so its peak RSS is the runtime's, not the kit's.
 """
 
 from __future__ import annotations
@@ -20,19 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-
-def latency_stats(ms: list[float]) -> dict:
-    """p50/p90/p99, mean, std and 10 %-trimmed mean of per-inference latencies (ms).
-
-    The trimmed mean drops the fastest and slowest 10 % (as ExecuTorch's Android benchmark app
-    reports); percentiles use linear interpolation (numpy's default).
-    """
-    a = np.sort(np.asarray(ms, dtype=np.float64))
-    k = int(len(a) * 0.1)
-    trimmed = a[k : len(a) - k] if len(a) - 2 * k > 0 else a
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "std_ms": float(a.std()),
-            "trimmed_mean_ms": float(trimmed.mean()), "runs": int(len(a))}
+from tinybert_edge.converters.bundle import load_bundle
+from tinybert_edge.converters.runtime import latency_stats, pad_row, quiet_native_output, tokenize
+from tinybert_edge.taskfiles import iter_task_examples
 
 
 def _peak_rss_mb() -> float:
@@ -49,11 +44,7 @@ def _peak_rss_mb() -> float:
 
 def _rows(spec: dict, tokenizer):
     """Tokenized eval rows (ids, types) and gold ids, or synthetic rows when there is no data."""
-    from converters.base import tokenize
-
     if spec.get("data"):
-        from tinybert_edge.data import iter_task_examples
-
         texts, pairs, labels = [], [], []
         for ex in iter_task_examples(spec["data"]):
             if spec.get("max_examples") and len(texts) >= spec["max_examples"]:
@@ -73,15 +64,14 @@ class _Eager:
     """Eager PyTorch (HF's default SDPA attention), batch 1, unpadded in the real workload."""
 
     def __init__(self, spec: dict):
-        import torch
+        import torch  # eager rows only (see the module docstring)
+        from transformers import BertConfig, BertForSequenceClassification
+
+        from tinybert_edge.models import load_classifier, load_tokenizer, resolve_model_dir
 
         torch.set_num_threads(spec["threads"])
         self.torch = torch
         if spec["kind"] == "bert-base":
-            from transformers import BertConfig, BertForSequenceClassification
-
-            from tinybert_edge.models import load_tokenizer
-
             torch.manual_seed(0)
             self.model = BertForSequenceClassification(BertConfig(num_labels=2)).eval()
             # BertConfig() has bert-base-uncased's vocabulary, which the MiniLM teacher shares:
@@ -91,8 +81,6 @@ class _Eager:
             self.size_bytes = sum(p.numel() * p.element_size() for p in self.model.state_dict().values())
             self.quantization = "none"
         else:
-            from tinybert_edge.models import load_classifier, load_tokenizer, resolve_model_dir
-
             d = resolve_model_dir(spec["path"])
             self.model = load_classifier(d).eval()
             self.tokenizer = load_tokenizer(d)
@@ -104,8 +92,6 @@ class _Eager:
         self.backend = "pytorch-eager"
 
     def run(self, ids, types, length):
-        from converters.base import pad_row
-
         t = [self.torch.from_numpy(a) for a in pad_row(ids, types, length, self.pad_id)]
         with self.torch.inference_mode():
             return self.model(input_ids=t[0], attention_mask=t[1], token_type_ids=t[2]).logits[0].float().numpy()
@@ -118,15 +104,10 @@ class _Bundle:
     """An exported artifact through its real runtime (ExecuTorch or ai-edge-litert)."""
 
     def __init__(self, spec: dict):
-        from converters.bundle import load_bundle
-
         b = load_bundle(spec["path"])
         self.bundle = b
-        if b.format == "executorch":
-            from executorch.extension.pybindings import portable_lib
-
-            portable_lib._unsafe_reset_threadpool(spec["threads"])
         self.runner = b.runner(threads=spec["threads"])
+        self.self_test = b.self_test(self.runner)  # refuse to time an artifact that does not reproduce its outputs
         self.tokenizer = b.tokenizer()
         self.labels = b.labels
         self.size_bytes = b.artifact.stat().st_size
@@ -140,8 +121,6 @@ class _Bundle:
                              f"{spec['seq_len']}; export it with --seq-len {spec['seq_len']}")
 
     def run(self, ids, types, length):
-        from converters.base import pad_row
-
         return self.runner.run(self.runner.signature_for(length), *pad_row(ids, types, length, self.pad_id))
 
     def pad_length(self, n: int, spec: dict) -> int:
@@ -182,6 +161,7 @@ def measure(spec: dict) -> dict:
         out["accuracy"] = float(np.mean([target.labels[p] == g for p, g in zip(preds, gold)]))
         out["accuracy_examples"] = len(preds)
     out["peak_rss_mb"] = _peak_rss_mb()
+    out["modules"] = {"torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}
     return out
 
 
@@ -190,9 +170,7 @@ def main(argv=None) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        from converters.base import converter_output
-
-        with converter_output("measurement"):  # runtimes' setup logs stay off the harness's terminal
+        with quiet_native_output("measurement"):  # runtimes' setup logs stay off the harness's terminal
             result = measure(spec)
     except Exception as e:  # every failure becomes a failed row with its reason
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -29,12 +29,17 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
+from executorch.exir import to_edge_transform_and_lower
 from torch import nn
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-from tinybert_edge.models import write_bytes_atomically
+from tinybert_edge.files import write_bytes_atomically
 
-from .base import (ArtifactRunner, ExportError, ExportResult, ParityReport, SeqLenPolicy, converter_output,
-                   eager_logits, load_for_export, pad_row, require, tokenize)
+from .executorch_runtime import ExecuTorchRunner, method_names
+from .export import DEFAULT_TEXTS, ExportResult, eager_logits, load_for_export, sample_row
+from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
 QUANTIZATIONS = ("none", "int8", "int8-static")
 MATMUL_OPS = ("mm", "bmm", "addmm", "linear", "matmul", "convolution")
@@ -59,13 +64,6 @@ class Int8RowwiseEmbedding(nn.Module):
         return rows.to(torch.float32) * nn.functional.embedding(ids, self.scale)
 
 
-def method_names(policy: SeqLenPolicy) -> list[tuple[str, int]]:
-    """(method name, traced length) pairs of a .pte exported with `policy`."""
-    if policy.kind == "buckets":
-        return [(f"seq{b}", b) for b in policy.buckets]
-    return [("forward", policy.max_len)]
-
-
 def _word_embeddings_owner(model: nn.Module):
     emb = model.get_input_embeddings()
     for module in model.modules():
@@ -84,9 +82,6 @@ def _export(module: nn.Module, sample: tuple, dynamic: bool, max_len: int):
 
 
 def _quantize(exported, quantization: str, calibration: list[tuple], sample: tuple, dynamic: bool, max_len: int):
-    xq = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
     config = xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quantization == "int8")
     prepared = prepare_pt2e(exported.module(), xq.XNNPACKQuantizer().set_global(config))
     for inputs in calibration:
@@ -107,45 +102,6 @@ def count_outside_delegate(edge) -> Counter:
             parts = target.split(".")
             outside[".".join(parts[:2]) if len(parts) >= 2 else target] += 1
     return outside
-
-
-class ExecuTorchRunner(ArtifactRunner):
-    """Runs a .pte classifier with ExecuTorch's Python runtime (portable kernels + XNNPACK).
-
-    Args:
-        path: the .pte file.
-        policy: its sequence-length policy (from the bundle's metadata.json).
-        pad_id: the tokenizer's [PAD] id.
-
-    Raises:
-        ExportError: runtime missing, file not a loadable program, or its methods do not match.
-    """
-
-    def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, pad_id: int = 0):
-        rt = require("executorch.extension.pybindings.portable_lib", "executorch")
-        self._open(path, policy, pad_id, "executorch")
-        try:
-            with converter_output():  # the runtime logs CPU probing lines to stderr
-                self._module = rt._load_for_executorch(str(self.path))
-            available = set(self._module.method_names())
-        except (RuntimeError, ValueError) as e:
-            raise ExportError(f"{self.path} is not a loadable ExecuTorch program ({e}); export it again") from None
-        wanted = [n for n, _ in method_names(self.policy)]
-        if not set(wanted) <= available:
-            raise ExportError(f"{self.path} has methods {sorted(available)}, but its metadata expects {wanted}; "
-                              "the bundle does not match its artifact, export it again")
-        self._by_len = {length: name for name, length in method_names(self.policy)}
-
-    def signature_for(self, length: int) -> str:
-        return "forward" if self.policy.kind == "dynamic" else self._by_len[length]
-
-    def run(self, signature, ids, mask, types):
-        inputs = [torch.from_numpy(a) for a in (ids, mask, types)]
-        try:
-            return self._module.run_method(signature, inputs)[0].numpy()[0]
-        except RuntimeError as e:
-            raise ExportError(f"{self.path}: method {signature} failed on inputs of length {ids.shape[1]} ({e})") \
-                from None
 
 
 def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
@@ -180,12 +136,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     out_path = Path(out_path)
     wrapper, tok, config = load_for_export(model_dir)
     policy.check(config.max_position_embeddings)
-    texts = texts or ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
-    rows = tokenize(tok, texts, text_pairs, policy.max_len)
-    with converter_output():
-        require("executorch.exir", "executorch")
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
 
     t0 = time.perf_counter()
     module = wrapper
@@ -198,9 +149,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     n_calibration = calibration_size if quantization == "int8-static" else 4
     programs = {}
     try:
-        with converter_output(), torch.no_grad():
+        with quiet_native_output(), torch.no_grad():
             for method, length in method_names(policy):
-                sample = tuple(torch.from_numpy(a) for a in pad_row(*rows[0], length, tok.pad_token_id))
+                sample = tuple(torch.from_numpy(a) for a in
+                               pad_row(*sample_row(rows, length, tok.sep_token_id), length, tok.pad_token_id))
                 ep = _export(module, sample, dynamic, policy.max_len)
                 if quantization != "none":
                     calib_len = (lambda n: max(n, 2)) if dynamic else (lambda n: length)
@@ -219,10 +171,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     if matmuls:
         raise ExportError(f"matmuls left outside XNNPACK: {matmuls}; this executorch version does not delegate "
                           "them, the .pte would be slow, so nothing was written")
-    write_bytes_atomically(data, out_path)
+    write_bytes_atomically(out_path, data)
     seconds = time.perf_counter() - t0
     reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
-    candidate = ExecuTorchRunner(out_path, policy, pad_id=tok.pad_token_id).logits(rows)
+    candidate = ExecuTorchRunner(out_path, policy, pad_id=tok.pad_token_id).scores(rows)
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "

@@ -18,11 +18,19 @@ Two products:
 
 from __future__ import annotations
 
-import json
+import argparse
 import random
 from pathlib import Path
 
 import numpy as np
+from tokenizers import __version__ as tokenizers_version
+from tokenizers.normalizers import BertNormalizer
+from tokenizers.pre_tokenizers import BertPreTokenizer
+
+from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+
+from .bundle import load_bundle
+from .runtime import latency_stats, pad_row, tokenize
 
 GOLDEN_SCHEMA = "tinybert-edge/golden"
 TABLES_HEADER = "# tinybert-edge bert_char_tables v1"
@@ -104,13 +112,6 @@ def write_golden(bundle_path: str | Path, out: str | Path, *, n_random: int = 10
         converters.bundle.BundleError: the bundle is missing, corrupted or failed.
         ValueError: n_random < 0.
     """
-    from tinybert_edge.models import write_json_atomically
-    from tokenizers import __version__ as tokenizers_version
-
-    from .base import pad_row, softmax, tokenize
-    from .bundle import load_bundle
-    from benchmarks.worker import latency_stats  # same statistics as the harness
-
     if n_random < 0:
         raise ValueError("--random must be 0 or more")
     b = load_bundle(bundle_path)
@@ -128,9 +129,9 @@ def write_golden(bundle_path: str | Path, out: str | Path, *, n_random: int = 10
              "padded_input_ids": ids[0].tolist(), "attention_mask": mask[0].tolist(),
              "padded_token_type_ids": types[0].tolist()}
         if runner is not None:
-            logits = runner.run(runner.signature_for(length), ids, mask, types)
-            probs = softmax(logits)
-            c.update(logits=[float(x) for x in logits], probabilities=probs.tolist(),
+            scores = runner.run(runner.signature_for(length), ids, mask, types)
+            probs = b.probabilities(scores)
+            c.update(logits=[float(x) for x in scores], probabilities=probs.tolist(),
                      top_k=[int(i) for i in np.argsort(-probs, kind="stable")], label=b.labels[int(np.argmax(probs))])
         return c
 
@@ -176,10 +177,6 @@ def char_tables() -> str:
                     the core decomposes Hangul syllables algorithmically
         L cp cp...  lowercase result of one code point
     """
-    from tokenizers import __version__ as tv
-    from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-
     clean = BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False)
     cjk = BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False, lowercase=False)
     acc = BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False)
@@ -208,8 +205,8 @@ def char_tables() -> str:
         lo = low.normalize_str(c)
         if lo != c:
             lmap.append((cp, lo))
-    lines = [TABLES_HEADER, f"# read off tokenizers {tv} by converters.golden.char_tables(); regenerate with",
-             "#   python -m converters.golden --tables PATH"]
+    lines = [TABLES_HEADER, f"# read off tokenizers {tokenizers_version} by converters.golden.char_tables(); regenerate with",
+             "#   python -m tinybert_edge.converters.golden --tables PATH"]
     for k in "RWPCM":
         lines += [f"{k} {lo:x}-{hi:x}" for lo, hi in _ranges(cls[k])]
     lines += [f"A {cp:x} " + " ".join(f"{ord(x):x}" for x in s) for cp, s in amap]
@@ -222,14 +219,10 @@ TABLES_PATH = Path(__file__).resolve().parent.parent / "android_demo" / "core" /
 
 
 def main(argv=None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(description="Regenerate the app core's BERT character tables.")
     p.add_argument("--tables", default=str(TABLES_PATH), help="where to write them")
     a = p.parse_args(argv)
-    from tinybert_edge.models import write_bytes_atomically
-
-    write_bytes_atomically(char_tables().encode(), Path(a.tables))
+    write_bytes_atomically(Path(a.tables), char_tables().encode())
     print(a.tables)
     return 0
 

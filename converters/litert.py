@@ -9,6 +9,12 @@ Length-aware: litert-torch 0.10.0 cannot convert a symbolic sequence dimension o
 and `--buckets` puts one signature per length ("seq32", "seq64", ...) into one file; the
 weights are stored once.
 
+Outputs are softmax probabilities (inside the graph) and the file carries TFLite Model Metadata:
+the BERT tokenizer with vocab.txt and the labels (tflite_metadata.py). A single-signature file (the
+"mediapipe" format: fixed length) is what MediaPipe Tasks' TextClassifier loads with no code of
+ours; MediaPipe refuses files with several subgraphs, so a bucketed .tflite is for the kit and the
+app's LiteRT engine.
+
 Full-integer int8 (static activations, for NPU delegates) is not offered: see the README.
 """
 
@@ -18,76 +24,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import litert_torch
 import torch
+from litert_torch.generative.quantize import quant_recipes
 
-from tinybert_edge.models import write_bytes_atomically
+from tinybert_edge.files import write_bytes_atomically
 
-from .base import (ArtifactRunner, ExportError, ExportResult, ParityReport, SeqLenPolicy, converter_output,
-                   eager_logits, load_for_export, pad_row, require, tokenize)
+from .export import DEFAULT_TEXTS, ExportResult, eager_logits, load_for_export, sample_row
+from .litert_runtime import LiteRTRunner, signature_names
+from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
+from .tflite_metadata import with_metadata
 
 QUANTIZATIONS = ("none", "int8")
-DEFAULT_SIGNATURE = "serving_default"
-
-
-def signature_names(policy: SeqLenPolicy) -> list[tuple[str, int]]:
-    """(signature name, length) pairs of a .tflite exported with `policy`."""
-    if policy.kind == "buckets":
-        return [(f"seq{b}", b) for b in policy.buckets]
-    return [(DEFAULT_SIGNATURE, policy.max_len)]
-
-
-class LiteRTRunner(ArtifactRunner):
-    """Runs a .tflite classifier with the ai-edge-litert Interpreter, one example at a time.
-
-    Args:
-        path: the .tflite file.
-        policy: its sequence-length policy (from the bundle's metadata.json).
-        threads: interpreter threads (None: the runtime's default).
-        pad_id: the tokenizer's [PAD] id.
-
-    Raises:
-        ExportError: the runtime is missing, the file is not a loadable LiteRT model, or its
-            signatures do not match the policy.
-    """
-
-    def __init__(self, path: str | Path, policy: SeqLenPolicy | None = None, threads: int | None = None,
-                 pad_id: int = 0):
-        interp = require("ai_edge_litert.interpreter", "ai-edge-litert")
-        self._open(path, policy, pad_id, "tflite")
-        try:
-            with converter_output():  # the runtime logs its delegate setup to stderr
-                self._interp = interp.Interpreter(model_path=str(self.path), num_threads=threads)
-            available = self._interp.get_signature_list()
-            self._runners = {name: self._interp.get_signature_runner(name) for name, _ in signature_names(self.policy)
-                             if name in available}
-        except (ValueError, RuntimeError) as e:
-            raise ExportError(f"{self.path} is not a loadable LiteRT model ({e}); export it again") from None
-        wanted = [n for n, _ in signature_names(self.policy)]
-        if sorted(self._runners) != sorted(wanted):
-            raise ExportError(f"{self.path} has signatures {sorted(available)}, but its metadata expects {wanted}; "
-                              "the bundle does not match its artifact, export it again")
-        self._by_len = {length: name for name, length in signature_names(self.policy)}
-        self._inputs = {}
-        for name, r in self._runners.items():
-            details = r.get_input_details()
-            if len(details) != 3:
-                raise ExportError(f"{self.path} signature {name} takes {len(details)} inputs, expected 3 "
-                                  "(ids, mask, type ids)")
-            self._inputs[name] = sorted(details)  # args_0.. in positional order
-
-    def signature_for(self, length: int) -> str:
-        return self._by_len[length]
-
-    def run(self, signature, ids, mask, types):
-        feed = {n: a.astype(np.int32) for n, a in zip(self._inputs[signature], (ids, mask, types))}
-        out = self._runners[signature](**feed)
-        return next(iter(out.values()))[0]
 
 
 def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
                   policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
-                  text_pairs: list[str] | None = None, seq_len: int | None = None) -> ExportResult:
+                  text_pairs: list[str] | None = None, seq_len: int | None = None,
+                  fmt: str = "tflite") -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
@@ -98,9 +52,10 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         texts: inputs for the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
         seq_len: shorthand for a fixed policy of that length.
+        fmt: "tflite", or "mediapipe" (fixed length only: one subgraph, which MediaPipe needs).
 
     Returns:
-        ExportResult with the parity report measured through the ai-edge-litert runtime.
+        ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
 
     Raises:
         ExportError: unknown quantization, bad policy, missing runtime, or a failed conversion.
@@ -112,21 +67,21 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     if policy.kind == "dynamic":
         raise ExportError("litert-torch 0.10.0 cannot convert a dynamic sequence length for BERT; "
                           "use --buckets 32,64,128 for a length-aware .tflite")
+    if fmt == "mediapipe" and policy.kind != "fixed":
+        raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
+                          "format with a fixed --seq-len (the tflite format takes --buckets)")
     out_path = Path(out_path)
-    wrapper, tok, config = load_for_export(model_dir)
+    wrapper, tok, config = load_for_export(model_dir, probabilities=True)
     policy.check(config.max_position_embeddings)
-    texts = texts or ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
-    rows = tokenize(tok, texts, text_pairs, policy.max_len)
-    litert_torch = require("litert_torch", "litert-torch")
+    rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
     t0 = time.perf_counter()
     try:
-        with converter_output():
+        with quiet_native_output():
             kwargs = {}
             if quantization == "int8":
-                from litert_torch.generative.quantize import quant_recipes
-
                 kwargs["quant_config"] = quant_recipes.full_dynamic_recipe()
-            samples = {length: tuple(torch.from_numpy(a) for a in pad_row(*rows[0], length, tok.pad_token_id))
+            samples = {length: tuple(torch.from_numpy(a) for a in
+                                     pad_row(*sample_row(rows, length, tok.sep_token_id), length, tok.pad_token_id))
                        for _, length in signature_names(policy)}
             if policy.kind == "buckets":
                 builder = None
@@ -141,13 +96,19 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                 data = staged.read_bytes()
     except ExportError as e:
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
-    write_bytes_atomically(data, out_path)
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    vocab = "".join(t + "\n" for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]))
+    data = with_metadata(data, vocab, labels, policy.max_len, name=Path(str(model_dir)).name)
+    write_bytes_atomically(out_path, data)
     seconds = time.perf_counter() - t0
     reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
-    candidate = LiteRTRunner(out_path, policy, pad_id=tok.pad_token_id).logits(rows)
+    candidate = LiteRTRunner(out_path, policy, pad_id=tok.pad_token_id).scores(rows)
     details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "ai-edge-litert", "input_dtype": "int32",
+               "outputs": "probabilities",
+               "mediapipe": {"metadata": True, "signature": signature_names(policy)[0][0], "seq_len": policy.max_len,
+                             "loadable": policy.kind == "fixed"},
                "recipe": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, "
                          "float activations)" if quantization == "int8" else "fp32",
                "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]}
-    return ExportResult("tflite", quantization, out_path, out_path.stat().st_size, seconds, policy,
+    return ExportResult(fmt, quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import android
-from benchmarks.android import Adb, DeviceError, device_row, run_device_bench, validate_device_results
-from benchmarks.harness import to_markdown
+from tinybert_edge.benchmarks import android
+from tinybert_edge.benchmarks.android import Adb, DeviceError, device_row, run_device_bench, validate_device_results
+from tinybert_edge.benchmarks.harness import to_markdown
 from tinybert_edge.cli import main
 from conftest import make_tiny_model_dir, sentences, write_tsv
 
@@ -65,7 +65,7 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("adb")
     model = make_tiny_model_dir(root / "student", classifier=True, layers=2, seed=3)
     dev = write_tsv(root / "dev.tsv", sentences(10, seed=2))
-    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none,int8", "--seq-len", "32",
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none,int8", "--seq-len", "32", "--fixed",
                  "--data", str(dev), "--out", str(root / "b"), "--threshold", "50"]) == 0
     return sorted((root / "b").iterdir()), dev
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.android import device_row, validate_device_results
-from converters.golden import TABLES_PATH, char_tables
+from tinybert_edge.benchmarks.android import device_row, validate_device_results
+from tinybert_edge.converters.golden import TABLES_PATH, char_tables
 from tinybert_edge.cli import main
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ JUNIT = Path("/usr/share/java/junit-platform-console-standalone.jar")
 def test_committed_char_tables_equal_the_installed_tokenizers():
     # a tokenizers upgrade that moves a character class shows up here, not as drifted ids on phones
     assert TABLES_PATH.read_text(encoding="utf-8") == char_tables(), \
-        "regenerate with: python -m converters.golden --tables (and commit the file)"
+        "regenerate with: python -m tinybert_edge.converters.golden --tables (and commit the file)"
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,9 @@ import shutil
 
 import pytest
 
-from benchmarks import arm_emulation
-from benchmarks.arm_runner import _pad_length
-from converters.base import SeqLenPolicy
+from tinybert_edge.benchmarks import arm_emulation
 from tinybert_edge.cli import main
 from conftest import make_tiny_model_dir, sentences, write_tsv
-
-
-def test_runner_pads_as_the_kit_does():
-    for policy in (SeqLenPolicy.make(64), SeqLenPolicy.make(64, dynamic=True), SeqLenPolicy.make(64, buckets=[16, 32, 64])):
-        for n in (1, 15, 16, 17, 40, 64):
-            assert _pad_length(policy.to_dict(), n) == policy.pad_length(n)
 
 
 def test_missing_tools_name_the_debian_packages(monkeypatch):

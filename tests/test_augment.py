@@ -9,7 +9,7 @@ import pytest
 
 from tinybert_edge.augment import (STOP_WORDS, AugmentSettings, Augmenter, MaskedLMCandidates, VectorNeighbours,
                                    augment_file, draw, eligible, load_word_vectors, split_words,
-                                   teacher_embedding_neighbours, _spans)
+                                   teacher_embedding_neighbours, word_spans)
 from tinybert_edge.cli import main
 from tinybert_edge.data import Example
 from tinybert_edge.errors import ConfigError, DataError, ModelError
@@ -61,7 +61,7 @@ def test_with_p_one_every_eligible_word_changes_and_nothing_else(vectors):
 
 def test_replacement_probability_is_respected():
     text = " ".join(f"w{i}" for i in range(10))
-    spans = _spans(text)
+    spans = word_spans(text)
     cands = {i: ["x"] for i in range(10)}
     rng = np.random.default_rng(0)
     replaced = sum(draw(text, spans, cands, 0.3, rng).split().count("x") for _ in range(4000))

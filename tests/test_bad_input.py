@@ -36,7 +36,8 @@ def test_missing_and_empty_data(tiny_assets, tmp_path, capsys):
     _fails(_task(tiny_assets, tmp_path / "o2", tmp_path / "empty.tsv"), capsys, "is empty")
     (tmp_path / "empty.txt").write_text("")
     _fails(["distill", "general", "--teacher", str(tiny_assets["teacher_base"]), "--corpus",
-            str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o3"), *COMMON], capsys, "corpus", "empty")
+            str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o3"), "--init", "random", *COMMON], capsys, "corpus",
+           "empty")
 
 
 def test_missing_and_unknown_labels(tiny_assets, tmp_path, capsys):
@@ -70,7 +71,7 @@ def test_teacher_not_bert_family_or_without_tokenizer(tiny_assets, tmp_path, cap
     for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (notok / f).unlink(missing_ok=True)
     _fails(["distill", "general", "--teacher", str(notok), "--corpus", str(tiny_assets["corpus"]),
-            "--out", str(tmp_path / "o2"), *COMMON], capsys, "has no tokenizer")
+            "--out", str(tmp_path / "o2"), "--init", "random", *COMMON], capsys, "has no tokenizer")
 
 
 def test_preset_heads_must_divide_hidden(tiny_assets, tmp_path, capsys):

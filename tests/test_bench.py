@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.harness import Target, machine_info, run_bench, to_markdown, write_report
-from benchmarks.worker import latency_stats
+from tinybert_edge.benchmarks.harness import Target, machine_info, run_bench, to_markdown, write_report
+from tinybert_edge.converters.runtime import latency_stats
 from tinybert_edge.cli import main
 from conftest import make_tiny_model_dir, sentences, write_tsv
 
@@ -55,7 +55,7 @@ def test_bench_cli_writes_json_md_png_with_failed_row_kept(tiny, tmp_path, capsy
     report = json.loads((out / "bench.json").read_text())
     assert report["schema"] == "tinybert-edge/bench" and report["schema_version"] == 1
     rows = {(r["name"], r["workload"]): r for r in report["rows"]}
-    assert len(rows) == 2 * 5
+    assert len(rows) == 2 * 6  # teacher, student eager, three bundles, the broken copy; two workloads
     bad = rows[("broken", "fixed")]
     assert bad["status"] == "failed" and "sha256 mismatch" in bad["reason"]
     for (name, _), r in rows.items():

@@ -7,8 +7,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from converters import ExportError, SeqLenPolicy
-from converters.bundle import BundleError, export_bundle, load_bundle
+from tinybert_edge.converters import ExportError, SeqLenPolicy
+from tinybert_edge.converters.bundle import BundleError, load_bundle
+from tinybert_edge.converters.export import export_bundle
+from tinybert_edge.converters.runtime import require, tokenize
 from tinybert_edge.cli import main
 from tinybert_edge.errors import ModelError
 from conftest import make_tiny_model_dir, sentences, write_tsv
@@ -32,7 +34,7 @@ def dev(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundles(model, dev, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles")
-    assert main(["export", "--model", str(model), "--format", "all", "--quantize", "int8", "--seq-len", "32",
+    assert main(["export", "--model", str(model), "--format", "all", "--quantize", "int8", "--seq-len", "32", "--fixed",
                  "--data", str(dev), "--out", str(out), "--zip", "--threshold", "90"]) == 0
     return out
 
@@ -40,12 +42,16 @@ def bundles(model, dev, tmp_path_factory):
 def test_export_writes_one_bundle_per_format_with_metadata(bundles, dev):
     names = sorted(p.name for p in bundles.iterdir())
     assert names == ["student-executorch-int8-seq32", "student-executorch-int8-seq32.zip",
+                     "student-mediapipe-int8-seq32", "student-mediapipe-int8-seq32.zip",
                      "student-tflite-int8-seq32", "student-tflite-int8-seq32.zip"]
-    for fmt, suffix, dtype in (("executorch", ".pte", "int64"), ("tflite", ".tflite", "int32")):
+    for fmt, suffix, dtype, kind in (("executorch", ".pte", "int64", "logits"),
+                                     ("tflite", ".tflite", "int32", "probabilities"),
+                                     ("mediapipe", ".tflite", "int32", "probabilities")):
         d = bundles / f"student-{fmt}-int8-seq32"
         assert sorted(p.name for p in d.iterdir()) == sorted(["labels.txt", "metadata.json", "vocab.txt",
-                                                              f"model{suffix}"])
+                                                              "selftest.json", f"model{suffix}"])
         meta = json.loads((d / "metadata.json").read_text())
+        assert meta["outputs"][0]["kind"] == kind and meta["self_test"]["cases"] >= 3
         assert meta["status"] == "passed" and meta["format"] == fmt
         assert meta["task"]["labels"] == ["neg", "pos"]
         assert (d / "labels.txt").read_text() == "neg\npos\n"
@@ -62,25 +68,81 @@ def test_bundle_tokenizer_equals_the_models_tokenizer(bundles, model):
     from tinybert_edge.models import load_tokenizer
 
     ref = load_tokenizer(model)
-    tok = load_bundle(bundles / "student-tflite-int8-seq32").tokenizer()
+    tok = load_bundle(bundles / "student-tflite-int8-seq32").tokenizer()  # HF tokenizers alone, no transformers
     texts = HARD + [t for t, _ in sentences(30, seed=1)]
-    assert tok(texts, truncation=True, max_length=32)["input_ids"] == ref(texts, truncation=True,
-                                                                           max_length=32)["input_ids"]
+    assert tokenize(tok, texts, None, 32) == tokenize(ref, texts, None, 32)
+    pairs = [t[::-1] for t in texts]
+    assert tokenize(tok, texts, pairs, 32) == tokenize(ref, texts, pairs, 32)
 
 
-@pytest.mark.parametrize("fmt", ["executorch", "tflite"])
+@pytest.mark.parametrize("fmt", ["executorch", "tflite", "mediapipe"])
 def test_round_trip_dir_and_zip_give_the_exported_logits(bundles, fmt, dev):
-    from converters.base import tokenize
-
     d = bundles / f"student-{fmt}-int8-seq32"
     texts = [line.split("\t")[0] for line in dev.read_text().splitlines()[1:6]]
     for path in (d, d.with_name(d.name + ".zip")):
         b = load_bundle(path)
         probs, ms = b.classify(texts)
         assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5) and len(ms) == 5
-        logits = b.runner().logits(tokenize(b.tokenizer(), texts, None, 32))
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        assert np.allclose(probs, e / e.sum(1, keepdims=True), atol=1e-6)
+        scores = b.runner().scores(tokenize(b.tokenizer(), texts, None, 32))
+        if fmt == "executorch":  # logits out: the kit applies softmax
+            e = np.exp(scores - scores.max(1, keepdims=True))
+            assert np.allclose(probs, e / e.sum(1, keepdims=True), atol=1e-6)
+        else:  # the .tflite ends in softmax (MediaPipe-ready): used as is
+            assert np.allclose(probs, scores, atol=1e-7)
+
+
+def test_self_test_passes_and_a_tampered_expectation_is_one_clear_error(bundles, tmp_path, capsys):
+    import shutil
+
+    from tinybert_edge.files import sha256_file
+
+    b = load_bundle(bundles / "student-tflite-int8-seq32")
+    r = b.self_test()
+    assert r["passed"] and r["cases"] >= 3 and r["max_abs_diff"] <= b.metadata["self_test"]["atol"]
+    d = tmp_path / "b"
+    shutil.copytree(b.path, d)
+    st = json.loads((d / "selftest.json").read_text())
+    st["cases"][1]["expected"] = [x + 0.5 for x in st["cases"][1]["expected"]]  # what a broken runtime would give
+    (d / "selftest.json").write_text(json.dumps(st))
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["files"]["selftest.json"]["sha256"] = sha256_file(d / "selftest.json")
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="self-test case 1 .* is off by"):
+        load_bundle(d).self_test()
+    assert main(["predict", "--bundle", str(d), "good film"]) == 2
+    assert "self-test case 1" in capsys.readouterr().err
+
+
+def test_tflite_whose_metadata_files_differ_from_the_bundle_is_refused(bundles, tmp_path):
+    import shutil
+
+    from tinybert_edge.files import sha256_file
+
+    d = tmp_path / "b"
+    shutil.copytree(bundles / "student-mediapipe-int8-seq32", d)
+    (d / "labels.txt").write_text("pos\nneg\n")  # swapped: the model's metadata still says neg, pos
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["task"]["labels"] = ["pos", "neg"]
+    meta["files"]["labels.txt"]["sha256"] = sha256_file(d / "labels.txt")
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="labels.txt inside model.tflite's TFLite metadata differs"):
+        load_bundle(d)
+
+
+def test_metadata_with_a_missing_or_mistyped_field_is_named(bundles, tmp_path):
+    import shutil
+
+    d = tmp_path / "b"
+    shutil.copytree(bundles / "student-tflite-int8-seq32", d)
+    meta = json.loads((d / "metadata.json").read_text())
+    del meta["tokenizer"]["pad_id"]
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="field 'tokenizer.pad_id' is missing"):
+        load_bundle(d)
+    meta["tokenizer"]["pad_id"] = "0"
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="field 'tokenizer.pad_id' is invalid: '0' is not of type 'integer'"):
+        load_bundle(d)
 
 
 def test_predict_prints_label_probabilities_and_latency(bundles, capsys):
@@ -125,17 +187,17 @@ def test_zip_with_path_traversal_is_refused(bundles, tmp_path):
 def test_failed_validation_keeps_the_bundle_marked_failed(model, dev, tmp_path, monkeypatch, capsys):
     """Forces a failed agreement by lowering what the parity report returns (a real failing artifact
     cannot be produced on demand); everything after that, exit code, marking, refusal, is real."""
-    from converters import base
+    from tinybert_edge.converters import runtime
 
-    real = base.ParityReport.compare.__func__
+    real = runtime.ParityReport.compare.__func__
 
     def worse(cls, reference, candidate):
         r = real(cls, reference, candidate)
         return cls(r.examples, r.max_abs, r.mean_abs, r.sqnr_db, 0.5)
 
-    monkeypatch.setattr(base.ParityReport, "compare", classmethod(worse))
+    monkeypatch.setattr(runtime.ParityReport, "compare", classmethod(worse))
     out = tmp_path / "b"
-    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none", "--seq-len", "32",
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none", "--seq-len", "32", "--fixed",
                  "--data", str(dev), "--out", str(out)]) == 3
     assert "under the threshold 99 %" in capsys.readouterr().err
     d = out / "student-tflite-none-seq32"
@@ -171,8 +233,6 @@ def test_bad_export_requests(model, dev, tmp_path, capsys):
 def test_missing_runtime_names_the_pip_package(monkeypatch):
     import builtins
 
-    from converters.base import require
-
     real_import = builtins.__import__
 
     def no_litert(name, *a, **k):
@@ -193,3 +253,18 @@ def test_policy_round_trips_through_metadata():
     p = SeqLenPolicy.make(128, buckets=[32, 64])
     assert p.buckets == (32, 64, 128) and SeqLenPolicy.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     assert [p.pad_length(n) for n in (2, 32, 33, 100)] == [32, 32, 64, 128]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, policy", [("executorch", ["--buckets", "8,16"]), ("executorch", ["--dynamic"]),
+                                         ("executorch", ["--fixed"]), ("tflite", ["--buckets", "8,16"]),
+                                         ("tflite", ["--fixed"]), ("mediapipe", [])])
+def test_a_first_text_longer_than_the_smallest_bucket_exports(model, tmp_path, fmt, policy):
+    # Every signature was once traced with the first text of --data, which broke ("could not broadcast
+    # input array from shape (50,) into shape (32,)") when that text was longer than a bucket.
+    data = write_tsv(tmp_path / "dev.tsv", [("good " * 30, "pos")] + sentences(8, seed=4))
+    assert main(["export", "--model", str(model), "--format", fmt, "--quantize", "int8", "--seq-len", "32", *policy,
+                 "--data", str(data), "--out", str(tmp_path / "b"), "--threshold", "50"]) == 0
+    b = load_bundle(next(p for p in (tmp_path / "b").iterdir()))
+    assert b.metadata["validation"]["examples"] == 9
+    assert b.self_test()["passed"]

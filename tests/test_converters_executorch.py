@@ -5,7 +5,7 @@ length-aware artifacts agree with fixed-length ones, corrupted files refused."""
 import numpy as np
 import pytest
 
-from converters import ExportError, SeqLenPolicy, get_format
+from tinybert_edge.converters import ExportError, SeqLenPolicy, get_format
 from conftest import WORDS, make_tiny_model_dir
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_outside_delegate_counter_sees_undelegated_matmuls():
     import torch
     from executorch.exir import to_edge
 
-    from converters.executorch import count_outside_delegate
+    from tinybert_edge.converters.executorch import count_outside_delegate
 
     lin = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
     edge = to_edge(torch.export.export(lin, (torch.randn(2, 8),)))
@@ -86,7 +86,7 @@ def test_buckets_share_one_copy_of_the_weights(exported):
 
 
 def test_corrupted_pte_is_refused(exported, tmp_path):
-    from converters.executorch import ExecuTorchRunner
+    from tinybert_edge.converters.executorch_runtime import ExecuTorchRunner
 
     r = exported[1][("none", "fixed")]
     bad = tmp_path / "cut.pte"

@@ -3,7 +3,7 @@ on a tiny classifier built here: fp32 parity, int8 smaller, bad input."""
 
 import pytest
 
-from converters import ExportError, get_format
+from tinybert_edge.converters import ExportError, get_format
 from tinybert_edge.errors import ModelError
 from conftest import make_tiny_model_dir
 
@@ -41,7 +41,7 @@ def test_int8_tflite_is_smaller_and_close(exported):
 
 
 def test_truncated_artifact_is_refused(exported, tmp_path):
-    from converters.litert import LiteRTRunner
+    from tinybert_edge.converters.litert_runtime import LiteRTRunner
 
     _, r = exported
     bad = tmp_path / "cut.tflite"

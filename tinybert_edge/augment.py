@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing as mp
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -42,10 +43,12 @@ from typing import Iterable
 
 import numpy as np
 import torch
+from transformers import AutoModel, AutoModelForMaskedLM
 
-from .data import Columns, Example, iter_task_examples
 from .errors import ConfigError, DataError, ModelError
-from .models import sha256_file
+from .files import sha256_file, write_json_atomically
+from .models import load_tokenizer, resolve_model_dir
+from .taskfiles import Columns, Example, iter_task_examples
 
 # NLTK's English stop words (the list TinyBERT's augmentation skips), lowercase
 STOP_WORDS = frozenset("""
@@ -92,7 +95,7 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
+def word_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _WORD.finditer(text)]
 
 
@@ -173,10 +176,6 @@ def teacher_embedding_neighbours(model_dir: str | Path) -> VectorNeighbours:
     Candidates are the whole-word, alphabetic vocabulary tokens; a word is embedded as the mean
     of its WordPiece embeddings (so multi-piece words get neighbours too).
     """
-    from transformers import AutoModel
-
-    from .models import load_tokenizer, resolve_model_dir
-
     d = resolve_model_dir(model_dir)
     tok = load_tokenizer(d)
     emb = AutoModel.from_pretrained(d).get_input_embeddings().weight.detach().float().numpy()
@@ -258,10 +257,6 @@ class MaskedLMCandidates:
     """
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64, max_len: int = 128):
-        from transformers import AutoModelForMaskedLM
-
-        from .models import load_tokenizer, resolve_model_dir
-
         d = resolve_model_dir(model_dir)
         self.tok = load_tokenizer(d)
         try:
@@ -378,7 +373,7 @@ class Augmenter:
         return per
 
     def _variants(self, text: str, cands: dict[int, list[str]], rng: np.random.Generator) -> list[str]:
-        spans = _spans(text)
+        spans = word_spans(text)
         seen, out = {text}, []
         for _ in range(self.settings.n):
             text_new = draw(text, spans, cands, self.settings.p, rng)
@@ -431,8 +426,6 @@ class _Shards:
         global _WORKER
         self.augmenter, self.workers, self.pool = augmenter, workers, None
         if workers > 1:
-            import multiprocessing as mp
-
             _WORKER = augmenter
             self.pool = mp.get_context("fork").Pool(workers, initializer=_worker_init)
 
@@ -517,8 +510,6 @@ def augment_file(input_path: str | Path, out_path: str | Path, augmenter: Augmen
     sidecar = {"schema": SIDECAR_SCHEMA, "schema_version": 1, "input": str(input_path), **ident,
                "rows": state["rows_done"], "output_rows": state["output_rows"],
                "stop_words": "NLTK English", "algorithm": "TinyBERT Algorithm 1 (masked word hidden from the MLM)"}
-    from .models import write_json_atomically
-
     os.replace(partial, out_path)
     state_path.unlink(missing_ok=True)
     write_json_atomically(out_path.with_name(out_path.name + ".json"), sidecar)
@@ -573,7 +564,5 @@ def _write_chunk(f, buf, augmenter, has_pair: bool, state: dict, state_path: Pat
     f.write("".join(lines).encode())
     f.flush()
     os.fsync(f.fileno())
-    from .models import write_json_atomically
-
     state.update(rows_done=buf[-1][0] + 1, output_rows=state["output_rows"] + len(lines), bytes=f.tell())
     write_json_atomically(state_path, state)

@@ -1,19 +1,39 @@
-"""`tinybert-edge` command line.
+"""`tinybert-edge` command line: parses arguments and dispatches to the kit's functions.
 
-The CLI sits at the top of the dependency graph: it is the one core module that may import
-`converters` or `benchmarks` (lazily, inside a command). Errors a user can cause print one
-line `error: ...` and exit with status 2; nothing is half-written.
+The CLI and the demo sit at the top of the dependency graph (core <- converters <- benchmarks <-
+CLI/demo; `lint-imports` checks it). Errors a user can cause print one line `error: ...` and exit
+with status 2; nothing is half-written.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import ConfigError, KitError
+from tqdm import tqdm
+from transformers.utils import logging as hf_logging
 
+from . import __version__
+from .augment import (AugmentSettings, Augmenter, MaskedLMCandidates, augment_file, load_word_vectors,
+                      teacher_embedding_neighbours)
+from .benchmarks.android import Adb, run_device_bench
+from .benchmarks.bert_base import export_bert_base_bundles
+from .benchmarks.harness import Target, exit_status, run_and_report, show_report, targets_from_paths
+from .converters import FORMATS, SeqLenPolicy
+from .converters.bundle import load_bundle
+from .converters.export import export_bundles, first_text, results_table
+from .converters.golden import write_golden
+from .data import Columns
+from .demo import run_demo
+from .errors import ConfigError, KitError
+from .fetch import fetch_default
+from .files import write_json_atomically
+from .models import PRESETS, load_tokenizer
+from .pipeline import TaskSteps, distill_general, distill_task, evaluate, finetune, format_metrics
+from .taskfiles import read_texts
+from .training import TrainConfig
 EPILOG = """examples:
   tinybert-edge demo                                   # whole pipeline on the embedded default
   tinybert-edge fetch                                  # teacher, Rotten Tomatoes, corpus -> cache
@@ -58,8 +78,6 @@ def _column_args(p: argparse.ArgumentParser) -> None:
 
 
 def _student_args(p: argparse.ArgumentParser) -> None:
-    from .models import PRESETS
-
     g = p.add_argument_group("student")
     g.add_argument("--preset", default="tinybert-4l-312d", choices=sorted(PRESETS))
     g.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
@@ -76,15 +94,11 @@ def _overrides(a) -> dict:
     return {"num_layers": a.layers, "hidden_size": a.hidden, "intermediate_size": a.ffn, "num_heads": a.heads}
 
 
-def _columns(a):
-    from .data import Columns
-
+def _columns(a) -> Columns:
     return Columns(a.text_column, a.text_pair_column, a.label_column)
 
 
-def _train_config(a, epochs=None, lr=None, max_steps=None):
-    from .training import TrainConfig
-
+def _train_config(a, epochs=None, lr=None, max_steps=None) -> TrainConfig:
     return TrainConfig(
         epochs=epochs if epochs is not None else a.epochs, max_steps=max_steps if max_steps is not None else a.max_steps,
         batch_size=a.batch_size, learning_rate=lr if lr is not None else a.lr, weight_decay=a.weight_decay,
@@ -93,11 +107,15 @@ def _train_config(a, epochs=None, lr=None, max_steps=None):
         mixed_precision=a.mixed_precision, threads=a.threads)
 
 
-def cmd_fetch(a) -> int:
-    from .fetch import fetch_default
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,2") from None
 
-    root = Path(a.cache) if a.cache else None
-    paths = fetch_default(root, Path(a.source) if a.source else None)
+
+def cmd_fetch(a) -> int:
+    paths = fetch_default(Path(a.cache) if a.cache else None, Path(a.source) if a.source else None)
     print(f"teacher  {paths.teacher}")
     print(f"train    {paths.train}\ndev      {paths.dev}\ntest     {paths.test}")
     print(f"corpus   {paths.corpus}")
@@ -107,8 +125,6 @@ def cmd_fetch(a) -> int:
 
 
 def cmd_finetune(a) -> int:
-    from .pipeline import finetune
-
     labels = [x.strip() for x in a.labels.split(",")] if a.labels else None
     r = finetune(a.model, a.train, a.out, _train_config(a), labels=labels, task_type=a.task_type,
                  columns=_columns(a), dev_file=a.dev, resume=a.resume, overwrite=a.overwrite)
@@ -117,8 +133,6 @@ def cmd_finetune(a) -> int:
 
 
 def cmd_distill_general(a) -> int:
-    from .pipeline import distill_general
-
     r = distill_general(a.teacher, a.corpus, a.out, _train_config(a), preset=a.preset,
                         preset_overrides=_overrides(a), layer_map=a.layer_map, projection=a.projection,
                         init=a.init, use_cache=not a.no_gd_cache, resume=a.resume, overwrite=a.overwrite)
@@ -127,8 +141,6 @@ def cmd_distill_general(a) -> int:
 
 
 def cmd_distill_task(a) -> int:
-    from .pipeline import TaskSteps, distill_task
-
     run1 = a.step in ("intermediate", "both")
     run2 = a.step in ("prediction", "both")
     steps = TaskSteps(
@@ -145,57 +157,45 @@ def cmd_distill_task(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .pipeline import evaluate, format_metrics
-
     m = evaluate(a.model, a.data, max_seq_len=a.max_seq_len, batch_size=a.batch_size, columns=_columns(a))
     print(f"{a.model}: {format_metrics(m)}")
     if a.json:
-        from .models import write_json_atomically
-
         write_json_atomically(a.json, m)
     return 0
 
 
-def _policy(a):
-    from converters import SeqLenPolicy
-
-    buckets = _int_list(a.buckets, "--buckets") if a.buckets else None
-    return SeqLenPolicy.make(a.seq_len, dynamic=a.dynamic, buckets=buckets)
-
-
-def _export_table(results) -> str:
-    lines = ["| format | quantization | seq-len policy | size (MB) | label agreement | max abs dlogit | "
-             "fp32 acc | artifact acc | export (s) | status |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for b in results:
-        r, v = b.result, b.validation
-        acc = ("-", "-") if v.artifact_accuracy is None else (f"{100 * v.fp32_accuracy:.2f} %",
-                                                               f"{100 * v.artifact_accuracy:.2f} %")
-        lines.append(f"| {r.format} | {r.quantization} | {r.policy.tag} | {r.size_bytes / 1e6:.1f} | "
-                     f"{100 * v.label_agreement:.2f} % | {r.parity.max_abs:.1e} | {acc[0]} | {acc[1]} | "
-                     f"{r.seconds:.1f} | {'passed' if v.passed else 'FAILED'} |")
-    return "\n".join(lines)
+def _policy(a) -> SeqLenPolicy | None:
+    """The policy asked for on the command line; None: each format's default (length-aware)."""
+    if a.fixed:
+        return SeqLenPolicy.make(a.seq_len)
+    if a.dynamic or a.buckets:
+        return SeqLenPolicy.make(a.seq_len, dynamic=a.dynamic,
+                                 buckets=_int_list(a.buckets, "--buckets") if a.buckets else None)
+    return None
 
 
 def cmd_export(a) -> int:
-    from converters import FORMATS
-    from converters.bundle import export_bundles
-
     formats = list(FORMATS) if a.format == "all" else [a.format]
     quants = ["none", "int8"] if a.quantize == "all" else [q.strip() for q in a.quantize.split(",") if q.strip()]
     if a.data is None:
         print("warning: no --data; each artifact is checked on 3 built-in sentences only. Pass the task's dev "
               "file to validate on real data.", file=sys.stderr)
     print(f"exporting {a.model} -> {a.out} ({', '.join(formats)} x {', '.join(quants)})", flush=True)
-    results = export_bundles(a.model, a.out, formats=formats, quantizations=quants, policy=_policy(a), data=a.data,
-                             columns=_columns(a), max_examples=a.max_examples, threshold=a.threshold / 100.0,
-                             make_zip=a.zip, on_result=lambda b: print(b.line(), flush=True))
+    results = export_bundles(a.model, a.out, formats=formats, quantizations=quants, policy=_policy(a),
+                             seq_len=a.seq_len, data=a.data, columns=_columns(a), max_examples=a.max_examples,
+                             threshold=a.threshold / 100.0, make_zip=a.zip,
+                             on_result=lambda b: print(b.line(), flush=True))
     print()
-    print(_export_table(results))
+    print(results_table(results))
+    if any(b.near_chance for b in results):
+        print(f"\nwarning: {a.model} is itself near chance on {a.data}: the bundles agree with a model that learned "
+              "little (metadata.json: source_model.near_chance). Distill it again before shipping it "
+              "(tinybert-edge distill task --init sliced ...)", file=sys.stderr)
     failed = [b for b in results if not b.validation.passed]
     ok = [b for b in results if b.validation.passed]
     if ok:
-        print(f"\nnext: tinybert-edge predict --bundle {ok[-1].path} \"an absolute joy to watch\"")
+        example = first_text(a.data, _columns(a)) if a.data else "some text to classify"
+        print(f"\nnext: tinybert-edge predict --bundle {ok[-1].path} {_shell_quote(example)}")
         print(f"      tinybert-edge bench --student {' '.join(str(b.path) for b in ok)} ...")
     if failed:
         for b in failed:
@@ -205,17 +205,24 @@ def cmd_export(a) -> int:
     return 0
 
 
-def cmd_predict(a) -> int:
-    from converters.bundle import load_bundle
+def _shell_quote(text: str) -> str:
+    short = text if len(text) <= 80 else text[:77].rsplit(" ", 1)[0]
+    return "'" + short.replace("'", "'\\''") + "'"
 
-    texts = list(a.texts)
-    if a.file:
-        texts += [t for t in Path(a.file).read_text(encoding="utf-8").splitlines()]
-    if not texts:
-        raise ConfigError("give at least one text: tinybert-edge predict --bundle DIR \"some text\"")
+
+def cmd_predict(a) -> int:
     if a.threads is not None and a.threads <= 0:
         raise ConfigError(f"--threads {a.threads} must be at least 1")
+    texts = [t for t in a.texts if t != "-"]
+    if "-" in a.texts:
+        texts += read_texts(sys.stdin.buffer, "standard input")
+    if a.file:
+        texts += read_texts(a.file, a.file, _columns(a))
+    if not texts:
+        raise ConfigError("give at least one text: tinybert-edge predict --bundle DIR \"some text\" (or - to read "
+                          "standard input, one text a line, or --file FILE)")
     bundle = load_bundle(a.bundle, allow_failed=a.allow_failed)
+    bundle.self_test()  # a few ms: the artifact reproduces its exported outputs on this machine
     probs, ms = bundle.classify(texts, threads=a.threads)
     rows = []
     for text, p, t in zip(texts, probs, ms):
@@ -228,18 +235,11 @@ def cmd_predict(a) -> int:
     print(f"{bundle.format} {bundle.metadata['quantization']['name']} {bundle.policy.tag}: {len(texts)} text(s), "
           f"median {sorted(ms)[len(ms) // 2]:.2f} ms after one warm-up run")
     if a.json:
-        from .models import write_json_atomically
-
         write_json_atomically(a.json, rows)
     return 0
 
 
 def cmd_augment(a) -> int:
-    from tqdm import tqdm
-
-    from .augment import (AugmentSettings, Augmenter, MaskedLMCandidates, augment_file, load_word_vectors,
-                          teacher_embedding_neighbours)
-
     settings = AugmentSettings(n=a.n, p=a.p, k=a.k, seed=a.seed)
     settings.check()
     if a.batch_size < 1 or a.chunk_rows < 1:
@@ -250,8 +250,6 @@ def cmd_augment(a) -> int:
         vectors, info = load_word_vectors(a.vectors)
         print(f"word vectors: {info['used']} words of dimension {info['dim']} ({info['skipped']} bad lines skipped)")
     else:
-        from .fetch import fetch_default
-
         teacher = a.teacher or fetch_default().teacher
         vectors = teacher_embedding_neighbours(teacher)
         print(f"candidates: nearest neighbours in the input embeddings of {teacher} (no MLM, no vectors file)")
@@ -270,77 +268,12 @@ def cmd_augment(a) -> int:
 
 
 def cmd_golden(a) -> int:
-    from converters.golden import write_golden
-
     if a.random < 0:
         raise ConfigError(f"--random {a.random} must be 0 or more")
     info = write_golden(a.bundle, a.out, n_random=a.random, seed=a.seed, with_logits=not a.no_logits)
     print(f"wrote {info['path']}: {info['cases']} hard cases, {info['random']} random strings, max_seq_len "
           f"{info['max_seq_len']}; the app's core tests read it (android_demo/core/run_jvm_tests.sh)")
     return 0
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,2") from None
-
-
-def bench_targets(teacher, students, bert_base: bool = True):
-    """Harness targets from command-line paths: model directories run eager, bundles run on
-    their runtime. Raises ConfigError for a path that is neither."""
-    from benchmarks.harness import Target
-    targets = [Target("BERT-base-shaped teacher", "bert-base", None, "teacher", accuracy=False)] if bert_base else []
-    if teacher:
-        targets.append(Target("teacher", "eager", str(teacher), "teacher"))
-    for s in students or []:
-        p = Path(s)
-        if (p / "metadata.json").is_file() or (p.is_file() and p.suffix == ".zip"):
-            targets.append(Target(p.stem if p.suffix == ".zip" else p.name, "bundle", str(p), "student"))
-        elif (p / "config.json").is_file() or (p / "model" / "config.json").is_file():
-            targets.append(Target("student (eager)", "eager", str(p), "student"))
-        else:
-            raise ConfigError(f"--student {p}: neither a model directory nor a bundle (directory with metadata.json "
-                              "or .zip); export one with tinybert-edge export")
-    return targets
-
-
-def run_bench_cli(targets, *, threads, workloads, seq_len, data, max_examples, runs, warmup, tokenizer, out):
-    """Measure, write bench.json/.md/.png and print the table. Returns the report."""
-    from tqdm import tqdm
-
-    from benchmarks.harness import run_bench
-
-    plan = len(targets) * len(threads) * len(workloads)
-    with tqdm(total=plan, desc="bench", unit="row") as bar:
-        def progress(done, total, row):
-            bar.update(1)
-            bar.set_postfix_str(f"{row['name']} {row['workload']} {row['threads']}t: "
-                                + (f"{row['p50_ms']:.1f} ms" if row.get("status") == "ok" else "failed"))
-
-        try:
-            report = run_bench(targets, threads=threads, workloads=workloads, seq_len=seq_len, data=data,
-                               max_examples=max_examples, warmup=warmup, runs=runs, tokenizer=tokenizer,
-                               progress=progress)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    _write_and_show(report, out)
-    return report
-
-
-def _write_and_show(report: dict, out) -> None:
-    """Write bench.json/.md/.png and print the table."""
-    from benchmarks.harness import to_markdown, write_report
-
-    paths = write_report(report, Path(out))
-    print(to_markdown(report))
-    print(f"\nreport: {paths['json']}  {paths['md']}  {paths['png']}")
-
-
-def _bench_status(report: dict) -> int:
-    """Exit status of a bench run: 3 when a row failed (the table is still written), else 0."""
-    return 0 if all(r.get("status") == "ok" for r in report["rows"]) else 3
 
 
 def cmd_bench(a) -> int:
@@ -353,35 +286,27 @@ def cmd_bench(a) -> int:
         raise ConfigError(f"--data {a.data} does not exist")
     if a.device:
         return _bench_on_device(a, threads)
-    from benchmarks.harness import Target
-
-    targets = bench_targets(a.teacher, a.student, bert_base=not a.no_bert_base)
+    targets = targets_from_paths(a.teacher, a.student, bert_base=not a.no_bert_base)
     tokenizer = a.teacher or next((t.path for t in targets if t.kind == "eager"), None)
     if any(t.kind == "bert-base" for t in targets) or a.bert_base_formats:
-        from .models import load_tokenizer
-
         if tokenizer is None or len(load_tokenizer(tokenizer).get_vocab()) != 30522:
             raise ConfigError("the BERT-base-shaped teacher needs a bert-base-uncased tokenizer (30,522 tokens): "
                               "give --teacher with one, or pass --no-bert-base")
     workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
     if a.bert_base_formats:
-        from benchmarks.bert_base import export_bert_base_bundles
-
         fmts = [f.strip() for f in a.bert_base_formats.split(",") if f.strip()]
         print(f"exporting the BERT-base-shaped teacher (random weights) to fp32 {', '.join(fmts)} ...", flush=True)
         for path in export_bert_base_bundles(Path(a.out) / "bert-base-shaped", tokenizer, fmts, a.seq_len):
             targets.insert(1, Target(f"BERT-base-shaped {path.name.split('-')[3]} fp32", "bundle", str(path),
                                      "teacher", accuracy=False))
-    report = run_bench_cli(targets, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
-                           max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer, out=a.out)
-    return _bench_status(report)
+    report = run_and_report(targets, out=a.out, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
+                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer)
+    return exit_status(report)
 
 
 def _bench_on_device(a, threads: list[int]) -> int:
     """bench --device adb[:SERIAL]: bundles only (a phone runs no eager PyTorch); a --teacher given
     as a bundle gives the speedup column."""
-    from benchmarks.android import Adb, DeviceError, run_device_bench
-
     kind, _, serial = a.device.partition(":")
     if kind != "adb":
         raise ConfigError(f"--device {a.device}: use adb or adb:SERIAL")
@@ -397,60 +322,21 @@ def _bench_on_device(a, threads: list[int]) -> int:
     workloads = [w.strip() for w in a.workloads.split(",") if w.strip()]
     if "real" in workloads and not a.data:
         workloads = [w for w in workloads if w != "real"] or ["fixed"]
-    try:
-        report = run_device_bench(bundles, Adb(serial or None), threads=threads, workloads=workloads, runs=a.runs,
-                                  warmup=a.warmup, data=a.data, max_examples=a.max_examples,
-                                  progress=lambda done, total, row: print(f"[{done}/{total}] {row['name']} "
-                                                                          f"{row['workload']} {row['threads']}t: "
-                                                                          f"{row.get('status')}", flush=True))
-    except DeviceError as e:
-        raise ConfigError(str(e)) from None
-    _write_and_show(report, a.out)
-    return _bench_status(report)
+    report = run_device_bench(bundles, Adb(serial or None), threads=threads, workloads=workloads, runs=a.runs,
+                              warmup=a.warmup, data=a.data, max_examples=a.max_examples,
+                              progress=lambda done, total, row: print(f"[{done}/{total}] {row['name']} "
+                                                                      f"{row['workload']} {row['threads']}t: "
+                                                                      f"{row.get('status')}", flush=True))
+    show_report(report, a.out)
+    return exit_status(report)
 
 
 def cmd_demo(a) -> int:
-    from .demo import run_demo
-
-    steps = [] if a.skip_export else [_demo_export_step, _demo_bench_step]
     report = run_demo(Path(a.out), profile=a.profile, cache=Path(a.cache) if a.cache else None,
                       source=Path(a.source) if a.source else None, resume=a.resume, overwrite=a.overwrite,
-                      extensions=steps)
+                      export=not a.skip_export, seed=a.seed)
     failed = [r for r in report.get("artifacts", {}).get("rows", []) if r["status"] != "passed"]
     return 3 if failed else 0
-
-
-def _demo_export_step(student, teacher, paths, out):
-    """The demo's last step: int8 bundles of the student in both formats, validated on dev."""
-    from converters import SeqLenPolicy
-    from converters.bundle import export_bundles
-
-    print("\nexporting the student to int8 ExecuTorch and LiteRT bundles, validated on the dev split ...",
-          flush=True)
-    results = export_bundles(student, out / "bundles", formats=["executorch", "tflite"], quantizations=["int8"],
-                             policy=SeqLenPolicy.make(128), data=paths.dev,
-                             on_result=lambda b: print(b.line(), flush=True))
-    rows = [{"format": b.result.format, "quantization": b.result.quantization, "policy": b.result.policy.tag,
-             "size_mb": b.result.size_bytes / 1e6, "label_agreement": b.validation.label_agreement,
-             "fp32_accuracy": b.validation.fp32_accuracy, "artifact_accuracy": b.validation.artifact_accuracy,
-             "max_abs_logit_error": b.result.parity.max_abs, "export_seconds": b.result.seconds,
-             "status": "passed" if b.validation.passed else "failed", "bundle": str(b.path)} for b in results]
-    md = "On-device artifacts of the student (dev split, batch 1, seq 128)\n\n" + _export_table(results)
-    md += f"\n\nnext: tinybert-edge predict --bundle {results[0].path} \"an absolute joy to watch\""
-    return "artifacts", {"rows": rows}, md
-
-
-def _demo_bench_step(student, teacher, paths, out):
-    """The demo's bench: BERT-base-shaped and MiniLM teachers vs the student, eager and int8 bundles."""
-    print("\nbenchmarking teacher vs student at batch 1, 1 thread (one process per row) ...", flush=True)
-    # only the bundles the export step just made, not others a user may have put there
-    bundles = [str(out / "bundles" / f"student-{fmt}-int8-seq128") for fmt in ("executorch", "tflite")]
-    targets = bench_targets(teacher, [str(student), *bundles])
-    report = run_bench_cli(targets, threads=[1], workloads=["fixed", "real"], seq_len=128, data=str(paths.dev),
-                           max_examples=None, runs=50, warmup=5, tokenizer=str(teacher), out=out / "bench")
-    from benchmarks.harness import to_markdown
-
-    return "bench", {"report": str(out / "bench" / "bench.json")}, to_markdown(report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,11 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a student to ExecuTorch/LiteRT bundles, validated on real data")
     x.add_argument("--model", required=True, help="sequence-classifier directory (e.g. runs/student)")
-    x.add_argument("--format", choices=["executorch", "tflite", "all"], default="all")
+    x.add_argument("--format", choices=[*FORMATS, "all"], default="all",
+                   help="executorch (.pte), tflite (LiteRT), mediapipe (LiteRT, one fixed length, loads in MediaPipe's "
+                   "TextClassifier as is), or all")
     x.add_argument("--quantize", default="int8",
                    help="none, int8, int8-static (executorch only), all (= none,int8), or a comma list")
     x.add_argument("--seq-len", type=int, default=128, help="maximum (and, when fixed, exact) tokens per input")
     lx = x.add_mutually_exclusive_group()
+    lx.add_argument("--fixed", action="store_true", help="every input padded to --seq-len (one signature)")
     lx.add_argument("--dynamic", action="store_true", help="symbolic sequence length up to --seq-len (executorch)")
     lx.add_argument("--buckets", help="one signature per length, e.g. 32,64,128 (both formats)")
     x.add_argument("--data", help="labelled file to validate on (e.g. the dev split)")
@@ -551,11 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify texts with a bundle on this machine")
     pr.add_argument("--bundle", required=True, help="bundle directory or .zip made by export")
-    pr.add_argument("texts", nargs="*", help="texts to classify")
-    pr.add_argument("--file", help="also classify each line of this file")
+    pr.add_argument("texts", nargs="*", help="texts to classify; - reads standard input, one text a line")
+    pr.add_argument("--file", help="also classify the texts of this file: a task file (.tsv/.csv/.jsonl, its text "
+                    "column) or plain text, one a line")
     pr.add_argument("--threads", type=int, default=None, help="runtime threads (tflite)")
     pr.add_argument("--allow-failed", action="store_true", help="use a bundle whose validation failed")
     pr.add_argument("--json", help="also write the predictions here")
+    _column_args(pr)
     pr.set_defaults(func=cmd_predict)
 
     au = sub.add_parser("augment", help="TinyBERT data augmentation (Algorithm 1): N variants per sentence")
@@ -612,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--cache", help="cache directory for the fetched default")
     dm.add_argument("--from", dest="source", help="package files to use instead of downloading")
     dm.add_argument("--skip-export", action="store_true", help="stop after evaluation (no on-device bundles)")
+    dm.add_argument("--seed", type=int, default=42, help="seed of the distillation (repeat runs with other seeds)")
     dm.add_argument("--resume", action="store_true")
     dm.add_argument("--overwrite", action="store_true")
     dm.set_defaults(func=cmd_demo)
@@ -620,14 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_transformers() -> None:
     """Our own lines say what loads and what is new; HF's per-load bars and reports only add noise."""
-    import logging
-
     # torchao (pulled in by transformers when installed) warns about CUDA-only kernels it
     # cannot load on a CPU machine, and torch warns about a deprecated pytree call in it
     logging.getLogger("torchao").setLevel(logging.ERROR)
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
-from .models import publish_dir, sha256_file
+from .files import publish_dir, sha256_file
 
 SPLIT_SEED = 13
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)

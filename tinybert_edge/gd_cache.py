@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
-from .models import copy_dir_atomically, resolve_model_dir, sha256_file, write_json_atomically
+from .fetch import cache_dir
+from .files import copy_dir_atomically, publish_dir, sha256_file, write_json_atomically
+from .models import resolve_model_dir
+from .training import RESUME_FREE_KEYS
 
 ENTRY = "entry.json"
 WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -30,8 +33,6 @@ WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 def cache_root(root: Path | None = None) -> Path:
     """`root`, else $TINYBERT_EDGE_GD_CACHE, else CACHE/general (CACHE being $TINYBERT_EDGE_CACHE or
     ~/.cache/tinybert-edge)."""
-    from .fetch import cache_dir
-
     if root is not None:
         return Path(root)
     if os.environ.get("TINYBERT_EDGE_GD_CACHE"):
@@ -52,8 +53,6 @@ def model_fingerprint(model_dir: str | Path) -> str:
 def gd_key(teacher_dir: str | Path, corpus: str | Path, student: dict, init: str, distill: dict, train: dict) -> dict:
     """Everything that determines a GD student's weights (settings that only change logging or
     checkpoint frequency are left out)."""
-    from .training import RESUME_FREE_KEYS
-
     return {"teacher": model_fingerprint(teacher_dir), "corpus": sha256_file(corpus), "student": student,
             "init": init, "distill": distill,
             "train": {k: v for k, v in train.items() if k not in RESUME_FREE_KEYS}}
@@ -141,7 +140,5 @@ def store(model_dir: Path, key: dict, info: dict, root: Path | None = None) -> P
         copy_dir_atomically(model_dir, copy)
         files = {p.name: sha256_file(p) for p in sorted(copy.iterdir()) if p.is_file()}
         write_json_atomically(tmp / ENTRY, {"key": key, "files": files, "info": {**info, "created": time.time()}})
-
-    from .models import publish_dir
 
     return publish_dir(build, entry)

@@ -7,15 +7,14 @@ it with no code of ours. Training-only parts (projections) never enter the stude
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
 from .errors import ConfigError, ModelError
+from .files import publish_dir
 
 BERT_FAMILY = ("bert", "roberta", "xlm-roberta", "electra")
 RUN_MARKER = "tinybert_edge_run.json"
@@ -94,8 +93,6 @@ def load_config(path: str | Path):
     Raises:
         ModelError: unreadable config or a model type outside the BERT family.
     """
-    from transformers import AutoConfig
-
     d = resolve_model_dir(path)
     try:
         config = AutoConfig.from_pretrained(d)
@@ -115,8 +112,6 @@ def load_tokenizer(path: str | Path):
     Raises:
         ModelError: the directory has no tokenizer files.
     """
-    from transformers import AutoTokenizer
-
     d = resolve_model_dir(path)
     if not any((d / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise ModelError(f"{d} has no tokenizer (tokenizer.json or vocab.txt); save the teacher's tokenizer there")
@@ -132,8 +127,6 @@ def load_encoder(path: str | Path, attn_implementation: str = "sdpa"):
     Raises:
         ModelError: not BERT-family or unreadable weights.
     """
-    from transformers import AutoModel
-
     d = resolve_model_dir(path)
     load_config(d)
     try:
@@ -153,8 +146,6 @@ def load_classifier(path: str | Path, attn_implementation: str = "sdpa", **kwarg
     Raises:
         ModelError: not BERT-family, not loadable, or (without kwargs) not fine-tuned.
     """
-    from transformers import AutoModelForSequenceClassification
-
     d = resolve_model_dir(path)
     config = load_config(d)
     if not kwargs:
@@ -208,35 +199,6 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def publish_dir(build, out_dir: str | Path) -> Path:
-    """Build a directory with `build(tmp)` under a temporary name beside `out_dir`, then swap it in.
-
-    A crash leaves either the old directory or the new one, never a half-written one.
-
-    Returns:
-        The final directory.
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
-        build(tmp)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 def save_model_atomically(model, tokenizer, out_dir: str | Path, extra_files: dict[str, dict] | None = None) -> Path:
     """Write a standard HF directory (config, safetensors, tokenizer, extra JSON files) atomically."""
 
@@ -249,38 +211,3 @@ def save_model_atomically(model, tokenizer, out_dir: str | Path, extra_files: di
     return publish_dir(build, out_dir)
 
 
-def copy_dir_atomically(src: str | Path, dst: str | Path) -> Path:
-    """Copy a directory tree to `dst`, replacing it atomically."""
-    return publish_dir(lambda tmp: shutil.copytree(src, tmp, dirs_exist_ok=True), dst)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_bytes_atomically(data: bytes, path: str | Path) -> None:
-    """Write bytes to a temporary file beside `path`, fsync, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomically(path: str | Path, obj) -> None:
-    """Write JSON to a temporary file and rename it over `path`."""
-    write_bytes_atomically((json.dumps(obj, indent=2) + "\n").encode(), path)

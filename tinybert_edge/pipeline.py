@@ -12,14 +12,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import AutoModel, AutoModelForSequenceClassification
+
+from . import gd_cache
 from .data import Columns, LabelSpace, TextBatches, collect_labels
 from .errors import ConfigError, ModelError
 from .evaluate import evaluate_model, label_space_of, near_chance
 from .mapping import LayerMap
-from .models import (RUN_MARKER, check_classifier, copy_dir_atomically, count_parameters, get_preset, load_classifier,
-                     load_config, load_encoder, load_tokenizer, max_positions, resolve_model_dir, student_config,
-                     write_json_atomically)
+from .files import copy_dir_atomically, write_json_atomically
+from .models import (RUN_MARKER, check_classifier, count_parameters, get_preset, load_classifier, load_config,
+                     load_encoder, load_tokenizer, max_positions, resolve_model_dir, student_config)
 from .objectives import DistillObjective, DistillSettings, FinetuneObjective
+from .slicing import check_fits, load_sliced, measure_importance, plan_slice, sample_texts
 from .training import (TrainConfig, TrainResult, check_run_dir, init_run_dir, make_accelerator, run_completed,
                        seed_everything, train)
 
@@ -150,8 +154,6 @@ class StudentInit:
 def _build_student(init: StudentInit, t_cfg, shape, layer_map: LayerMap, seed: int, head: dict | None):
     """A student encoder (head None) or classifier, from `init`, with the seed set first so every
     process builds equal weights (the head of a classifier, random layers)."""
-    from transformers import AutoModel, AutoModelForSequenceClassification
-
     seed_everything(seed)
     if init.kind == "dir":
         return load_classifier(init.source, **head) if head is not None else load_encoder(init.source)
@@ -159,8 +161,6 @@ def _build_student(init: StudentInit, t_cfg, shape, layer_map: LayerMap, seed: i
     cls = AutoModelForSequenceClassification if head is not None else AutoModel
     student = cls.from_config(cfg, attn_implementation="sdpa")
     if init.kind == "sliced":
-        from .slicing import load_sliced, measure_importance, plan_slice, sample_texts
-
         src = load_encoder(init.source)
         src_lm = LayerMap(layer_map.kind, layer_map.student_layers, src.config.num_hidden_layers,
                           layer_map.teacher_for_student)
@@ -174,8 +174,6 @@ def _build_student(init: StudentInit, t_cfg, shape, layer_map: LayerMap, seed: i
 
 
 def _check_slice_source(source: Path, t_cfg, shape) -> None:
-    from .slicing import check_fits
-
     s_cfg = load_config(source)
     if s_cfg.vocab_size != t_cfg.vocab_size or s_cfg.num_hidden_layers != t_cfg.num_hidden_layers:
         raise ConfigError(f"--slice-from {source} has {s_cfg.num_hidden_layers} layers and vocabulary "
@@ -227,8 +225,6 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
     s_cfg = student_config(t_cfg, shape)
     lm = LayerMap.parse(layer_map, shape.num_layers, t_cfg.num_hidden_layers)
     if init == "sliced":
-        from .slicing import check_fits
-
         check_fits(t_cfg, shape.num_layers, shape.hidden_size, shape.intermediate_size, shape.num_heads)
     settings = DistillSettings("general", lm, projection)
     spec = {"kind": "distill-general", "teacher": str(t_dir), "corpus": str(Path(corpus).resolve()),
@@ -242,8 +238,6 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
     _scan(data, say, "corpus")
     key = cached = None
     if use_cache:
-        from . import gd_cache
-
         key = gd_cache.gd_key(t_dir, corpus, shape.__dict__, init, settings.to_dict(), cfg.to_dict())
         cached = gd_cache.lookup(key, cache_root)
     if cached is not None and not snapshot_steps:
@@ -265,8 +259,6 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
                    description="distill general", accelerator=acc, model_files={"distillation_config.json": spec},
                    snapshot_steps=snapshot_steps)
     if key is not None and acc.is_main_process:
-        from . import gd_cache
-
         summary = json.loads((out / "summary.json").read_text())
         entry = gd_cache.store(out / "model", key, {"steps": summary["steps"],
                                                     "minutes": summary.get("seconds_total", 0) / 60,
@@ -339,8 +331,6 @@ def resolve_student_init(init: str, *, teacher_dir: Path, train_file: str | Path
         if source is None:
             source, why = teacher_dir, "the teacher's own encoder: no record of its pre-trained model"
     if init == "auto":
-        from . import gd_cache
-
         cached = gd_cache.newest_for(source, shape.__dict__, cache_root)
         if cached is not None:
             return StudentInit("dir", cached.path, note=f"--init auto: the {cached.describe()}")

@@ -30,6 +30,7 @@ from torch import nn
 
 from .errors import ConfigError, ModelError
 from .mapping import LayerMap
+from .taskfiles import iter_corpus_texts, iter_task_examples
 
 IMPORTANCE_SENTENCES = 512
 IMPORTANCE_SEQ_LEN = 128
@@ -100,8 +101,6 @@ def sample_texts(path: str | Path, n: int = IMPORTANCE_SENTENCES, *, corpus: boo
     Raises:
         DataError: the file is missing or malformed (the data module's messages).
     """
-    from .data import iter_corpus_texts, iter_task_examples
-
     rows = iter_corpus_texts(path) if corpus else iter_task_examples(path, require_label=False)
     rng = random.Random(seed)
     keep: list[tuple[int, str]] = []

@@ -25,9 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from safetensors.torch import load_file, load_model, save_file, save_model
+from tqdm.auto import tqdm
 
 from .errors import CheckpointError, ConfigError
-from .models import RUN_MARKER, save_model_atomically, sha256_file, write_json_atomically
+from .files import sha256_file, write_json_atomically
+from .models import RUN_MARKER, save_model_atomically
 
 CHECKPOINT_FORMAT = 1
 
@@ -230,8 +235,6 @@ class Checkpointer:
         return found[-1] if found else None
 
     def save(self, accelerator, objective, optimizer, scheduler, state: dict) -> Path:
-        from safetensors.torch import save_file, save_model
-
         name = f"step-{state['step']:08d}"
         tmp = self.dir / f".{name}.tmp"
         if accelerator.is_main_process:
@@ -291,8 +294,6 @@ class Checkpointer:
         return json.loads((ckpt / "state.json").read_text())
 
     def load(self, ckpt: Path, accelerator, objective, optimizer, scheduler) -> dict:
-        from safetensors.torch import load_file, load_model
-
         state = self.verify(ckpt)
         rank = accelerator.process_index
         if state.get("world_size") != accelerator.num_processes:
@@ -330,9 +331,6 @@ def make_accelerator(cfg: TrainConfig):
     second job with another setting (the demo runs several jobs in one process). `train`
     applies bf16 autocast itself.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
@@ -365,8 +363,6 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     Raises:
         CheckpointError: the checkpoint to resume from is corrupted or does not fit.
     """
-    from tqdm.auto import tqdm
-
     accelerator = accelerator or make_accelerator(cfg)
     world, rank = accelerator.num_processes, accelerator.process_index
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))

@@ -13,7 +13,7 @@ import java.util.Map;
 
 /**
  * The character classes of HF tokenizers' BertNormalizer and BertPreTokenizer, read from
- * bert_char_tables.txt (written by the Python kit: python -m converters.golden --tables).
+ * bert_char_tables.txt (written by the Python kit: python -m tinybert_edge.converters.golden --tables).
  *
  * <p>Why a table and not java.lang.Character: HF's classes mix Unicode versions (old category
  * tables, a newer lowercase), so a JVM's or a phone's own Unicode data disagrees with the Python

@@ -8,7 +8,7 @@ public final class Postprocess {
     }
 
     /**
-     * Numerically stable softmax in double precision (the Python kit's converters.golden.softmax).
+     * Numerically stable softmax in double precision (the Python kit's converters.runtime.softmax).
      *
      * @param logits one row of logits
      * @return probabilities summing to 1

@@ -1,6 +1,6 @@
 """Reproduction of TinyBERT's ablations (paper Tables 6 and 7) on the embedded Rotten Tomatoes split.
 
-    python -m benchmarks.reproduce --runs RUNS_DIR --out benchmarks/results/reproduce [--arms a,b] [--list]
+    python -m benchmarks.scripts.reproduce --runs RUNS_DIR --out benchmarks/results/reproduce [--arms a,b] [--list]
 
 Every arm is its own run directory under RUNS_DIR/arms/<arm>[@seed]; shared inputs (the task
 teacher, general-distillation students, augmented data, the 1,000-row subset) live under
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tinybert_edge.errors import ConfigError, KitError
-from tinybert_edge.models import write_bytes_atomically, write_json_atomically
+from tinybert_edge.files import write_bytes_atomically, write_json_atomically
 from tinybert_edge.training import TrainConfig
 
 SCHEMA = "tinybert-edge/reproduce"
@@ -208,7 +208,7 @@ class Grid:
             if len(rows) < self.cfg.small_rows:
                 raise ConfigError(f"{self.inp.train} has {len(rows)} rows, fewer than small_rows {self.cfg.small_rows}")
             picked = sorted(random.Random(0).sample(range(len(rows)), self.cfg.small_rows))
-            write_bytes_atomically((header + "".join(rows[i] for i in picked)).encode("utf-8"), out)
+            write_bytes_atomically(out, (header + "".join(rows[i] for i in picked)).encode("utf-8"))
         return out
 
     def _rows(self, path: Path) -> int:
@@ -256,7 +256,7 @@ class Grid:
         lines = raw.read_text(encoding="utf-8").splitlines(keepends=True)
         body = lines[1:]
         random.Random(0).shuffle(body)
-        write_bytes_atomically((lines[0] + "".join(body)).encode("utf-8"), shuffled)
+        write_bytes_atomically(shuffled, (lines[0] + "".join(body)).encode("utf-8"))
         return shuffled
 
     def _overrides(self) -> dict:
@@ -273,6 +273,9 @@ class Grid:
         unknown = [a for a in chosen if a not in self.arms]
         if unknown:
             raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; known arms: {', '.join(self.arms)}")
+        # every "% of the teacher" needs its teacher's row: run it first when not asked for
+        refs = ["small-teacher"] if any(self.arms[a].small for a in chosen) else []
+        chosen = [r for r in ["teacher", *refs] if r not in chosen] + chosen
         out = []
         for name in chosen:
             arm = self.arms[name]
@@ -473,7 +476,8 @@ def plot(summary: dict, path: Path) -> None:
         if start is not None and start.get("dev_accuracy_kept") is not None:
             pts.append((0.0, 100 * start["dev_accuracy_kept"]))
         for r in curve + ([end] if end is not None else []):
-            if (r["arm"].startswith(f"gd-curve-{init}-") or r is end) and "gd" in r["prerequisites"]:
+            if (r["arm"].startswith(f"gd-curve-{init}-") or r is end) and "gd" in r["prerequisites"] \
+                    and r.get("dev_accuracy_kept") is not None:
                 pts.append((r["prerequisites"]["gd"]["minutes"], 100 * r["dev_accuracy_kept"]))
         pts.sort()
         if pts:
@@ -517,14 +521,14 @@ def write_report(grid: Grid, out: Path) -> dict:
               "config": asdict(grid.cfg), "summary": summary, "arms": results}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomically(out / "reproduce.json", report)
-    write_bytes_atomically((to_markdown(summary, grid.cfg, report["machine"]) + "\n").encode(), out / "reproduce.md")
+    write_bytes_atomically(out / "reproduce.md", (to_markdown(summary, grid.cfg, report["machine"]) + "\n").encode())
     if summary["rows"]:
         plot(summary, out / "reproduce.png")
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scripts.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, help="run directories (large: one student per arm); reused to resume")
     p.add_argument("--out", default="benchmarks/results/reproduce", help="report directory (JSON, Markdown, PNG)")

@@ -28,11 +28,11 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from benchmarks.harness import machine_info
-    from converters.base import tokenize
-    from converters.bundle import load_bundle
+    from tinybert_edge.benchmarks.harness import machine_info
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.runtime import tokenize
     from tinybert_edge.data import iter_task_examples
-    from tinybert_edge.models import write_bytes_atomically, write_json_atomically
+    from tinybert_edge.files import write_bytes_atomically, write_json_atomically
 
     texts = [ex.text for ex in iter_task_examples(a.data)]
     fixed = {}
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         fixed[(b.format, b.metadata["quantization"]["name"])] = (path, b)
 
     def logits(b):
-        return b.runner(threads=1).logits(tokenize(b.tokenizer(), texts, None, b.policy.max_len))
+        return b.runner(threads=1).scores(tokenize(b.tokenizer(), texts, None, b.policy.max_len))
 
     ref = {k: logits(b) for k, (_, b) in fixed.items()}
     rows = []
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     md = ["| format | quant | policy | same label as fixed | max abs logit diff | texts |", "|---|---|---|---:|---:|---:|"]
     md += [f"| {r['format']} | {r['quantization']} | {r['policy']} | {100 * r['same_label']:.2f} % | "
            f"{r['max_abs_logit_diff']:.1e} | {r['examples']} |" for r in rows]
-    write_bytes_atomically(("\n".join(md) + "\n").encode(), out / "length_aware_labels.md")
+    write_bytes_atomically(out / "length_aware_labels.md", ("\n".join(md) + "\n").encode())
     print("\n".join(md))
     return 0 if all(r["same_label"] == 1.0 for r in rows) else 1
 

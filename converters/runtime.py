@@ -1,6 +1,10 @@
-"""What every converter shares: the exportable wrapper, the sequence-length policy, the runner
-interface, the parity report and the export result. Converters import the core; the core never
-imports converters.
+"""The runtime side of an artifact: what an app does around the model, in numpy only.
+
+Tokenize (HF `tokenizers`, the Rust WordPiece that the Android core is tested against), pad
+(the one pad rule of the Python side), softmax, the sequence-length policy, latency statistics,
+the runner interface and the parity report. Nothing here imports torch or transformers: a
+benchmark row of a .tflite bundle, `predict` on one, and the ARM runner load only this, their
+runtime and numpy, which is what a phone or board pays.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import os
 import sys
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+from tokenizers import Tokenizer
+from tokenizers import models as tk_models
+from tokenizers import normalizers, pre_tokenizers, processors
 
 from tinybert_edge.errors import KitError
 
@@ -30,7 +35,7 @@ class ExportError(KitError, RuntimeError):
 
 
 def require(module: str, package: str):
-    """Import a runtime or converter lazily.
+    """Import an optional runtime or converter (the kit's one way to reach them).
 
     Raises:
         ExportError: not installed; the message names the pip package.
@@ -43,10 +48,10 @@ def require(module: str, package: str):
 
 
 @contextlib.contextmanager
-def converter_output(what: str = "conversion"):
-    """Keep the converters' own chatter (progress trees, C++ log lines, deprecation warnings) off
-    the terminal, so the user sees one line per artifact; a failure re-raises as ExportError
-    with the tail of what they printed. TINYBERT_EDGE_VERBOSE=1 shows everything instead.
+def quiet_native_output(what: str = "conversion"):
+    """Keep converters' and runtimes' own chatter (progress trees, C++ log lines, deprecation
+    warnings) off the terminal, so the user sees one line per artifact; a failure re-raises as
+    ExportError with the tail of what they printed. TINYBERT_EDGE_VERBOSE=1 shows everything.
     """
     if os.environ.get("TINYBERT_EDGE_VERBOSE") == "1":
         yield
@@ -79,41 +84,6 @@ def converter_output(what: str = "conversion"):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-class ExportableClassifier(nn.Module):
-    """(input_ids, attention_mask, token_type_ids) -> logits (B, C), with the mask made here.
-
-    The 0/1 attention mask becomes an additive float bias of shape (B, 1, 1, S) before the HF
-    model sees it, so the exported graph holds no integer mask arithmetic. Why: HF's own mask
-    builder does integer/boolean index arithmetic that ExecuTorch's XNNPACK quantizer turns into
-    float constants during calibration (IndexError: tensors used as indices must be long...),
-    and a float bias lowers the same way on every backend. HF passes a 4-D float mask through
-    unchanged to eager attention, where it is added to the scores.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        bias = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
-        return self.model(input_ids=input_ids, attention_mask=bias, token_type_ids=token_type_ids).logits
-
-
-def load_for_export(model_dir: str | Path):
-    """Load a student (or any BERT-family classifier) with eager attention, in eval mode.
-
-    Returns:
-        (wrapper, tokenizer, config), the wrapper an ExportableClassifier.
-
-    Raises:
-        tinybert_edge.errors.ModelError: not a BERT-family sequence classifier.
-    """
-    from tinybert_edge.models import load_classifier, load_tokenizer
-
-    model = load_classifier(model_dir, attn_implementation="eager").eval()
-    return ExportableClassifier(model).eval(), load_tokenizer(model_dir), model.config
 
 
 @dataclass(frozen=True)
@@ -170,11 +140,14 @@ class SeqLenPolicy:
         return self.buckets if self.kind == "buckets" else (self.max_len,)
 
     def pad_length(self, n_tokens: int) -> int:
-        """How long an input of `n_tokens` (already truncated to max_len) is made before it runs."""
+        """How long an input of `n_tokens` (already truncated to max_len) is made before it runs.
+
+        The pad rule of the Python side (the Java core has its twin, checked by the golden tests).
+        """
         if self.kind == "fixed":
             return self.max_len
         if self.kind == "dynamic":
-            return max(n_tokens, 2)
+            return max(n_tokens, 2)  # the exported dynamic dimension starts at 2
         return next(b for b in self.buckets if b >= n_tokens)
 
     def to_dict(self) -> dict:
@@ -183,21 +156,6 @@ class SeqLenPolicy:
     @classmethod
     def from_dict(cls, d: dict) -> "SeqLenPolicy":
         return cls(d["kind"], int(d["max_len"]), tuple(int(x) for x in d.get("buckets", ())))
-
-
-def tokenize(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, token_type_ids) per text, truncated to max_len, unpadded."""
-    enc = tokenizer(texts, text_pairs, truncation=True, max_length=max_len) if text_pairs else \
-        tokenizer(texts, truncation=True, max_length=max_len)
-    types = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
-    return list(zip(enc["input_ids"], types))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax of one row of logits, in float64 (what the app's core computes)."""
-    z = np.asarray(logits, dtype=np.float64)
-    e = np.exp(z - z.max())
-    return e / e.sum()
 
 
 def pad_row(ids: list[int], types: list[int], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,11 +170,89 @@ def pad_row(ids: list[int], types: list[int], length: int, pad_id: int) -> tuple
     return out_ids, mask, out_types
 
 
+class WordPieceTokenizer:
+    """A bundle's BERT WordPiece tokenizer, rebuilt from vocab.txt and the metadata's settings with
+    HF `tokenizers` alone (what an app must rebuild too; no transformers, no torch).
+
+    Args:
+        vocab_file: vocab.txt, one token per line, line number = id.
+        settings: the metadata's "tokenizer" object.
+    """
+
+    def __init__(self, vocab_file: str | Path, settings: dict):
+        lines = Path(vocab_file).read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the newline that ends the last token
+        vocab = {tok: i for i, tok in enumerate(lines)}
+        tk = Tokenizer(tk_models.WordPiece(vocab, unk_token=settings["unk_token"],
+                                           continuing_subword_prefix=settings["continuing_subword_prefix"],
+                                           max_input_chars_per_word=settings["max_input_chars_per_word"]))
+        tk.normalizer = normalizers.BertNormalizer(clean_text=settings["clean_text"],
+                                                   handle_chinese_chars=settings["tokenize_chinese_chars"],
+                                                   strip_accents=settings["strip_accents"],
+                                                   lowercase=settings["do_lower_case"])
+        tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        cls, sep = settings["cls_token"], settings["sep_token"]
+        tk.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls, settings["cls_id"]), (sep, settings["sep_id"])])
+        self._tk = tk
+        self.pad_token_id = settings["pad_id"]
+        self.cls_token_id, self.sep_token_id = settings["cls_id"], settings["sep_id"]
+        self.vocab_size = len(vocab)
+
+    def encode(self, texts: list[str], text_pairs: list[str] | None, max_len: int) -> list[tuple[list[int], list[int]]]:
+        """(input_ids, token_type_ids) per text, truncated to max_len (longest first), unpadded."""
+        self._tk.enable_truncation(max_len, strategy="longest_first")
+        encs = self._tk.encode_batch(list(zip(texts, text_pairs)) if text_pairs else list(texts))
+        return [(e.ids, e.type_ids) for e in encs]
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self._tk.id_to_token(i) for i in ids]
+
+
+def tokenize(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, token_type_ids) per text, truncated to max_len, unpadded.
+
+    Args:
+        tokenizer: a WordPieceTokenizer (runtime side) or a transformers tokenizer (export side).
+    """
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return tokenizer.encode(texts, text_pairs, max_len)
+    enc = tokenizer(texts, text_pairs, truncation=True, max_length=max_len) if text_pairs else \
+        tokenizer(texts, truncation=True, max_length=max_len)
+    types = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
+    return list(zip(enc["input_ids"], types))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax of one row of logits, in float64 (what the app's core computes)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def latency_stats(ms: list[float]) -> dict:
+    """p50/p90/p99, mean, std and 10 %-trimmed mean of per-inference latencies (ms).
+
+    The trimmed mean drops the fastest and slowest 10 % (as ExecuTorch's Android benchmark app
+    reports); percentiles use linear interpolation (numpy's default). The app's core computes the
+    same (golden tests).
+    """
+    a = np.sort(np.asarray(ms, dtype=np.float64))
+    k = int(len(a) * 0.1)
+    trimmed = a[k : len(a) - k] if len(a) - 2 * k > 0 else a
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "std_ms": float(a.std()),
+            "trimmed_mean_ms": float(trimmed.mean()), "runs": int(len(a))}
+
+
 class ArtifactRunner:
     """Runs one exported classifier with its real runtime, one example at a time (batch 1).
 
-    Subclasses implement `run(signature, ids, mask, types) -> (C,) logits`, where the inputs
-    are (1, L) int64 arrays and `signature` is the name of the traced length to use.
+    Subclasses implement `run(signature, ids, mask, types) -> (C,) scores`, where the inputs
+    are (1, L) int64 arrays and `signature` is the name of the traced length to use; the scores
+    are what the artifact outputs (logits, or probabilities for a MediaPipe-ready .tflite).
     """
 
     policy: SeqLenPolicy
@@ -236,57 +272,44 @@ class ArtifactRunner:
     def run(self, signature: str, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def run_row(self, ids: list[int], types: list[int]) -> np.ndarray:
+        """Scores of one tokenized row, padded as the policy says."""
+        length = self.policy.pad_length(len(ids))
+        return self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id))
+
     def warm_up(self, row: tuple[list[int], list[int]]) -> None:
         """Run one untimed inference, once per runner, with the runtime's lazy-setup logs hidden."""
         if getattr(self, "_warm", False):
             return
-        with converter_output("first inference"):
-            ids, types = row
-            length = self.policy.pad_length(len(ids))
-            self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id))
+        with quiet_native_output("first inference"):
+            self.run_row(*row)
         self._warm = True
 
-    def logits(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
-        """(n, C) logits for tokenized rows, each padded as the policy says."""
-        from tqdm import tqdm
+    def scores(self, rows: list[tuple[list[int], list[int]]], progress=None) -> np.ndarray:
+        """(n, C) outputs for tokenized rows, each padded as the policy says.
 
+        Args:
+            progress: called with the number of rows done (long validations show progress).
+        """
         out = []
         if rows:
             self.warm_up(rows[0])
-        for ids, types in tqdm(rows, desc=f"validating {Path(getattr(self, 'path', '')).name}", unit="text",
-                               leave=False, disable=len(rows) < 200):
-            length = self.policy.pad_length(len(ids))
-            out.append(self.run(self.signature_for(length), *pad_row(ids, types, length, self.pad_id)))
+        for i, row in enumerate(rows, 1):
+            out.append(self.run_row(*row))
+            if progress is not None and (i % 100 == 0 or i == len(rows)):
+                progress(i)
         return np.stack(out)
-
-
-def eager_logits(wrapper: nn.Module, rows, policy: SeqLenPolicy, pad_id: int, batch_size: int = 64) -> np.ndarray:
-    """(n, C) logits of eager PyTorch on exactly the padded inputs the artifact sees."""
-    by_len: dict[int, list[int]] = {}
-    for i, (ids, _) in enumerate(rows):
-        by_len.setdefault(policy.pad_length(len(ids)), []).append(i)
-    out: list[np.ndarray | None] = [None] * len(rows)
-    with torch.inference_mode():
-        for length, idx in by_len.items():
-            for s in range(0, len(idx), batch_size):
-                chunk = idx[s : s + batch_size]
-                parts = [pad_row(*rows[i], length, pad_id) for i in chunk]
-                tensors = [torch.from_numpy(np.concatenate([p[j] for p in parts])) for j in range(3)]
-                logits = wrapper(*tensors).float().numpy()
-                for i, row in zip(chunk, logits):
-                    out[i] = row
-    return np.stack(out)
 
 
 @dataclass(frozen=True)
 class ParityReport:
-    """How closely an artifact's logits follow eager PyTorch on identical inputs.
+    """How closely an artifact's outputs follow eager PyTorch on identical inputs.
 
     Attributes:
         examples: number of inputs compared.
-        max_abs: largest absolute logit difference.
-        mean_abs: mean absolute logit difference.
-        sqnr_db: signal-to-quantization-noise ratio of the logits, in dB (inf when exact).
+        max_abs: largest absolute output difference.
+        mean_abs: mean absolute output difference.
+        sqnr_db: signal-to-quantization-noise ratio of the outputs, in dB (inf when exact).
         label_agreement: share of inputs whose argmax label is the same.
     """
 
@@ -298,7 +321,7 @@ class ParityReport:
 
     @classmethod
     def compare(cls, reference: np.ndarray, candidate: np.ndarray) -> "ParityReport":
-        """Compare (n, C) reference logits with (n, C) artifact logits.
+        """Compare (n, C) reference outputs with (n, C) artifact outputs.
 
         Raises:
             ExportError: the shapes differ (the artifact returned the wrong number of labels).
@@ -306,7 +329,7 @@ class ParityReport:
         reference = np.asarray(reference, dtype=np.float64)
         candidate = np.asarray(candidate, dtype=np.float64)
         if reference.shape != candidate.shape:
-            raise ExportError(f"artifact returned logits of shape {candidate.shape}, expected {reference.shape}")
+            raise ExportError(f"artifact returned outputs of shape {candidate.shape}, expected {reference.shape}")
         diff = np.abs(reference - candidate)
         noise = float((diff**2).sum())
         signal = float((reference**2).sum())
@@ -318,42 +341,3 @@ class ParityReport:
         d = asdict(self)
         d["sqnr_db"] = None if math.isinf(self.sqnr_db) else round(self.sqnr_db, 2)
         return d
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """One exported artifact.
-
-    Attributes:
-        format: registry name ("executorch", "tflite").
-        quantization: "none", "int8" or "int8-static".
-        path: the artifact file.
-        size_bytes: its size on disk.
-        seconds: conversion time.
-        policy: its sequence-length policy.
-        parity: logits vs eager PyTorch on the same inputs, through the real runtime.
-        details: format specifics (recipe, ops outside the delegate, signatures, input dtype).
-        reference_logits: eager PyTorch logits on the check inputs (n, C).
-        artifact_logits: the artifact's logits on the same inputs (n, C).
-    """
-
-    format: str
-    quantization: str
-    path: Path
-    size_bytes: int
-    seconds: float
-    policy: SeqLenPolicy
-    parity: ParityReport
-    details: dict = field(default_factory=dict)
-    reference_logits: np.ndarray | None = field(default=None, repr=False)
-    artifact_logits: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def seq_len(self) -> int:
-        return self.policy.max_len
-
-    def line(self) -> str:
-        """The one-line summary printed per artifact."""
-        p = self.parity
-        return (f"{self.format:<10} {self.quantization:<11} {self.policy.tag:<12} {self.size_bytes / 1e6:6.1f} MB  "
-                f"agreement {100 * p.label_agreement:6.2f} %  max|dlogit| {p.max_abs:.1e}  {self.seconds:5.1f} s")

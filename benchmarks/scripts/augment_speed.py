@@ -27,7 +27,7 @@ import torch
 
 def per_word_loop(rows, mlm, vectors, settings) -> list[list[str]]:
     """The baseline: Algorithm 1 with one batch-1 MLM forward per single-piece word."""
-    from tinybert_edge.augment import _spans, draw, eligible, split_words
+    from tinybert_edge.augment import draw, word_spans, eligible, split_words
 
     tok, model = mlm.tok, mlm.model
     out = []
@@ -49,7 +49,7 @@ def per_word_loop(rows, mlm, vectors, settings) -> list[list[str]]:
                 vectors._cache.clear()  # no cache in the baseline
                 cands[i] = vectors.neighbours(w, settings.k)
         rng = np.random.default_rng([settings.seed, index])
-        spans = _spans(ex.text)
+        spans = word_spans(ex.text)
         seen, variants = {ex.text}, []
         for _ in range(settings.n):
             t = draw(ex.text, spans, cands, settings.p, rng)
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     from tinybert_edge.augment import AugmentSettings, Augmenter, MaskedLMCandidates, teacher_embedding_neighbours
     from tinybert_edge.data import iter_task_examples
     from tinybert_edge.fetch import fetch_default
-    from tinybert_edge.models import load_tokenizer, write_bytes_atomically, write_json_atomically
+    from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+    from tinybert_edge.models import load_tokenizer
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sentences", type=int, default=200)
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
               "baseline_s": base_s, "batched_s": ours_s, "baseline_sentences_per_s": len(rows) / base_s,
               "batched_sentences_per_s": len(rows) / ours_s, "speedup": base_s / ours_s,
               "same_output_fraction": float(same)}
-    from benchmarks.harness import machine_info
+    from tinybert_edge.benchmarks.harness import machine_info
 
     report["machine"] = machine_info()
     out = Path(a.out)
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
           f"| batched (tinybert_edge.augment) | {ours_s:.2f} | {report['batched_sentences_per_s']:.1f} |\n\n"
           f"Speedup {report['speedup']:.1f}x; {report['mlm_words']} MLM words and {report['vector_words']} "
           f"word-vector words; same variants for {100 * same:.1f} % of sentences.\n")
-    write_bytes_atomically(md.encode(), out / "augment_speed.md")
+    write_bytes_atomically(out / "augment_speed.md", md.encode())
     print(md)
     return 0
 

@@ -1,0 +1,481 @@
+"""The export side (torch): the exportable wrapper, eager reference outputs, and bundles.
+
+A bundle is built in a temporary directory and renamed into place; a failed validation keeps
+the bundle with "status": "failed" so the user can inspect it, and `load_bundle` refuses it
+unless asked to allow failed bundles. The metadata is validated against its JSON Schema before
+it is written. Reading and running bundles (numpy only) is in bundle.py and runtime.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import metadata as _md
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinybert_edge import __version__
+from tinybert_edge.data import Columns, iter_task_examples
+from tinybert_edge.evaluate import classification_metrics, label_space_of, near_chance
+from tinybert_edge.files import publish_dir, sha256_file, write_bytes_atomically, write_json_atomically
+from tinybert_edge.models import check_classifier, load_classifier, load_config, load_tokenizer, resolve_model_dir
+
+from . import get_format
+from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
+                     check_metadata)
+from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, tokenize
+
+DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
+# self-test inputs besides the first validation texts: what tokenizers get wrong, and a text
+# longer than every bucket
+SELF_TEST_EXTRA = ["Café déjà vu, naïve ÉCOLE", "電影很好看 great 😀 film", " ".join(["brilliant"] * 300)]
+
+
+def _write_self_test(tmp: Path, spec, r, tok, labels, texts, text_pairs) -> dict:
+    """selftest.json: a few inputs with their ids and the artifact's outputs on this host."""
+    n = min(len(texts), 5)
+    st_texts = list(texts[:n]) + SELF_TEST_EXTRA
+    st_pairs = (list(text_pairs[:n]) + [None] * len(SELF_TEST_EXTRA)) if text_pairs else None
+    runner = spec.runner(r.path, r.policy, pad_id=tok.pad_token_id, threads=1)
+    cases = []
+    for i, text in enumerate(st_texts):
+        pair = st_pairs[i] if st_pairs else None
+        ids, types = tokenize(tok, [text], [pair] if pair else None, r.policy.max_len)[0]
+        out = runner.run_row(ids, types)
+        cases.append({"text": text, "text_pair": pair, "input_ids": ids, "token_type_ids": types,
+                      "padded_length": r.policy.pad_length(len(ids)), "expected": [float(x) for x in out],
+                      "label": labels[int(np.argmax(out))]})
+    kind = r.details.get("outputs", "logits")
+    write_json_atomically(tmp / SELF_TEST, {"schema": SELF_TEST_SCHEMA, "schema_version": 1, "outputs_kind": kind,
+                                            "atol": SELF_TEST_ATOL[kind], "cases": cases})
+    return {"file": SELF_TEST, "cases": len(cases), "atol": SELF_TEST_ATOL[kind]}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return _md.version(package)
+    except _md.PackageNotFoundError:
+        return None
+
+
+class ExportableClassifier(nn.Module):
+    """(input_ids, attention_mask, token_type_ids) -> logits (B, C), with the mask made here.
+
+    The 0/1 attention mask becomes an additive float bias of shape (B, 1, 1, S) before the HF
+    model sees it, so the exported graph holds no integer mask arithmetic. Why: HF's own mask
+    builder does integer/boolean index arithmetic that ExecuTorch's XNNPACK quantizer turns into
+    float constants during calibration (IndexError: tensors used as indices must be long...),
+    and a float bias lowers the same way on every backend. HF passes a 4-D float mask through
+    unchanged to eager attention, where it is added to the scores.
+    """
+
+    def __init__(self, model: nn.Module, probabilities: bool = False):
+        super().__init__()
+        self.model = model
+        self.probabilities = probabilities  # softmax inside the graph (MediaPipe expects probabilities)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        bias = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
+        logits = self.model(input_ids=input_ids, attention_mask=bias, token_type_ids=token_type_ids).logits
+        return torch.softmax(logits, dim=-1) if self.probabilities else logits
+
+
+def load_for_export(model_dir: str | Path, probabilities: bool = False):
+    """Load a student (or any BERT-family classifier) with eager attention, in eval mode.
+
+    Args:
+        probabilities: the wrapper ends in softmax.
+
+    Returns:
+        (wrapper, tokenizer, config), the wrapper an ExportableClassifier.
+
+    Raises:
+        tinybert_edge.errors.ModelError: not a BERT-family sequence classifier.
+    """
+    model = load_classifier(model_dir, attn_implementation="eager").eval()
+    return ExportableClassifier(model, probabilities).eval(), load_tokenizer(model_dir), model.config
+
+
+def sample_row(rows: list[tuple[list[int], list[int]]], length: int, sep_id: int) -> tuple[list[int], list[int]]:
+    """A tokenized row that fits in `length` tokens, for tracing a signature of that length: the
+    first row that is short enough, else the first row cut to `length` (ending in [SEP]).
+    (Every bucket was once traced with rows[0], which broke when the first text was long.)"""
+    for ids, types in rows:
+        if len(ids) <= length:
+            return ids, types
+    ids, types = rows[0]
+    return ids[: length - 1] + [sep_id], types[:length]
+
+
+def eager_logits(wrapper: nn.Module, rows, policy: SeqLenPolicy, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """(n, C) logits of eager PyTorch on exactly the padded inputs the artifact sees."""
+    by_len: dict[int, list[int]] = {}
+    for i, (ids, _) in enumerate(rows):
+        by_len.setdefault(policy.pad_length(len(ids)), []).append(i)
+    out: list[np.ndarray | None] = [None] * len(rows)
+    with torch.inference_mode():
+        for length, idx in by_len.items():
+            for s in range(0, len(idx), batch_size):
+                chunk = idx[s : s + batch_size]
+                parts = [pad_row(*rows[i], length, pad_id) for i in chunk]
+                tensors = [torch.from_numpy(np.concatenate([p[j] for p in parts])) for j in range(3)]
+                logits = wrapper(*tensors).float().numpy()
+                for i, row in zip(chunk, logits):
+                    out[i] = row
+    return np.stack(out)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One exported artifact.
+
+    Attributes:
+        format: registry name ("executorch", "tflite").
+        quantization: "none", "int8" or "int8-static".
+        path: the artifact file.
+        size_bytes: its size on disk.
+        seconds: conversion time.
+        policy: its sequence-length policy.
+        parity: logits vs eager PyTorch on the same inputs, through the real runtime.
+        details: format specifics (recipe, ops outside the delegate, signatures, input dtype).
+        reference_logits: eager PyTorch logits on the check inputs (n, C).
+        artifact_logits: the artifact's logits on the same inputs (n, C).
+    """
+
+    format: str
+    quantization: str
+    path: Path
+    size_bytes: int
+    seconds: float
+    policy: SeqLenPolicy
+    parity: ParityReport
+    details: dict = field(default_factory=dict)
+    reference_logits: np.ndarray | None = field(default=None, repr=False)
+    artifact_logits: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def seq_len(self) -> int:
+        return self.policy.max_len
+
+    def line(self) -> str:
+        """The one-line summary printed per artifact."""
+        p = self.parity
+        return (f"{self.format:<10} {self.quantization:<11} {self.policy.tag:<12} {self.size_bytes / 1e6:6.1f} MB  "
+                f"agreement {100 * p.label_agreement:6.2f} %  max|dlogit| {p.max_abs:.1e}  {self.seconds:5.1f} s")
+
+
+def tokenizer_settings(tokenizer) -> dict:
+    """The WordPiece settings an app needs to reproduce `tokenizer` exactly.
+
+    Raises:
+        BundleError: the tokenizer is not BERT WordPiece (bundles carry vocab.txt only).
+    """
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    model, norm = state.get("model") or {}, state.get("normalizer") or {}
+    if model.get("type") != "WordPiece" or norm.get("type") != "BertNormalizer":
+        raise BundleError(f"bundles support BERT WordPiece tokenizers only; this model's tokenizer is "
+                          f"{model.get('type')} with {norm.get('type')} normalization")
+    specials = {}
+    for name in ("cls", "sep", "pad", "unk", "mask"):
+        tok = getattr(tokenizer, f"{name}_token")
+        specials[f"{name}_token"] = tok
+        specials[f"{name}_id"] = tokenizer.convert_tokens_to_ids(tok)
+    return {
+        "type": "bert-wordpiece",
+        "vocab_file": "vocab.txt",
+        "vocab_size": len(tokenizer.get_vocab()),
+        "do_lower_case": bool(norm.get("lowercase", True)),
+        # None means "follow do_lower_case", as in BERT's BasicTokenizer
+        "strip_accents": norm.get("strip_accents"),
+        "tokenize_chinese_chars": bool(norm.get("handle_chinese_chars", True)),
+        "clean_text": bool(norm.get("clean_text", True)),
+        "continuing_subword_prefix": model.get("continuing_subword_prefix", "##"),
+        "max_input_chars_per_word": int(model.get("max_input_chars_per_word", 100)),
+        **specials,
+    }
+
+
+def vocab_text(tokenizer) -> str:
+    """vocab.txt content: tokens ordered by id, which must be dense from 0."""
+    vocab = tokenizer.get_vocab()
+    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise BundleError("the tokenizer's vocabulary ids are not 0..N-1; it cannot be written as vocab.txt")
+    return "".join(tok + "\n" for tok, _ in by_id)
+
+
+@dataclass
+class Validation:
+    """The artifact checked on labelled real data (or on unlabelled texts when gold is None)."""
+
+    data: str | None
+    examples: int
+    threshold: float
+    label_agreement: float
+    fp32_accuracy: float | None = None
+    artifact_accuracy: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.label_agreement >= self.threshold
+
+    def to_dict(self) -> dict:
+        return {"data": self.data, "examples": self.examples, "threshold": self.threshold,
+                "label_agreement": self.label_agreement, "fp32_accuracy": self.fp32_accuracy,
+                "artifact_accuracy": self.artifact_accuracy, "passed": self.passed}
+
+
+@dataclass
+class BundleResult:
+    """What `export_bundle` made."""
+
+    path: Path
+    zip_path: Path | None
+    result: ExportResult
+    validation: Validation
+    metadata: dict = field(repr=False)
+    near_chance: bool = False  # the source model itself is near chance on the validation data
+
+    def line(self) -> str:
+        v = self.validation
+        acc = "" if v.artifact_accuracy is None else \
+            f"  acc {100 * v.artifact_accuracy:5.2f} % (fp32 {100 * v.fp32_accuracy:5.2f} %)"
+        status = "ok" if v.passed else f"FAILED (agreement < {100 * v.threshold:g} %)"
+        return f"{self.result.line()}{acc}  {status}  {self.path}"
+
+
+def _check_out_dir(model_dir, out_dir) -> tuple[Path, Path]:
+    """(model_dir, out_dir) resolved; BundleError when the output would land inside the model."""
+    model_dir = resolve_model_dir(model_dir).resolve()
+    out_dir = Path(out_dir).resolve()
+    if out_dir == model_dir or model_dir in out_dir.parents:
+        raise BundleError(f"output {out_dir} is inside the model directory {model_dir}; choose another --out")
+    return model_dir, out_dir
+
+
+def _source_sha256(model_dir: Path) -> str:
+    weights = [p for p in ("model.safetensors", "pytorch_model.bin") if (model_dir / p).is_file()]
+    if not weights:
+        raise BundleError(f"{model_dir} has no model.safetensors to fingerprint")
+    return sha256_file(model_dir / weights[0])
+
+
+def _inputs_spec(result: ExportResult, dtype: str) -> list[dict]:
+    seq = "seq" if result.policy.kind != "fixed" else result.policy.max_len
+    return [{"name": n, "dtype": dtype, "shape": [1, seq]} for n in ("input_ids", "attention_mask", "token_type_ids")]
+
+
+def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quantization: str = "none",
+                  policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
+                  text_pairs: list[str] | None = None, gold: list[int] | None = None, data_name: str | None = None,
+                  threshold: float = 0.99, make_zip: bool = False) -> BundleResult:
+    """Export one artifact into a bundle directory, validated through its real runtime.
+
+    Args:
+        fmt: registry name ("executorch" or "tflite").
+        model_dir: HF sequence-classifier directory.
+        out_dir: the bundle directory to create (replaced atomically if it exists).
+        quantization: as the format accepts.
+        policy: sequence-length policy.
+        texts, text_pairs: the validation inputs (e.g. the task's dev split).
+        gold: gold label ids aligned with texts, for accuracy (optional).
+        data_name: where the texts came from, recorded in metadata.
+        threshold: minimum label agreement with eager fp32 PyTorch for status "passed".
+        make_zip: also write <out_dir>.zip (atomically).
+
+    Returns:
+        BundleResult; check `.validation.passed`.
+
+    Raises:
+        ExportError/BundleError: bad request, failed export, unsupported tokenizer.
+        tinybert_edge.errors.ModelError: not a sequence classifier.
+    """
+    spec = get_format(fmt)
+    model_dir, out_dir = _check_out_dir(model_dir, out_dir)
+    if not 0.0 <= threshold <= 1.0:
+        raise BundleError(f"threshold {threshold} must be within 0..1 (0.99 means 99 %)")
+    config = load_config(model_dir)
+    tok = load_tokenizer(model_dir)
+    settings = tokenizer_settings(tok)
+    vocab = vocab_text(tok)
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    holder: dict = {}
+
+    def build(tmp: Path) -> None:
+        artifact = tmp / f"model{spec.suffix}"
+        r = spec.export(model_dir, artifact, quantization=quantization, policy=policy, texts=texts,
+                        text_pairs=text_pairs)
+        (tmp / "vocab.txt").write_text(vocab, encoding="utf-8")
+        (tmp / "labels.txt").write_text("".join(f"{lab}\n" for lab in labels), encoding="utf-8")
+        fp32_acc = art_acc = None
+        chance = None
+        if gold is not None and getattr(config, "problem_type", None) != "regression":
+            g = np.asarray(gold)
+            fp32 = classification_metrics(r.reference_logits.argmax(-1), g, len(labels))
+            fp32_acc = fp32["accuracy"]
+            art_acc = float((r.artifact_logits.argmax(-1) == g).mean())
+            chance = near_chance({**fp32, "task_type": "classification"}, len(labels))
+        v = Validation(data_name, r.parity.examples, threshold, r.parity.label_agreement, fp32_acc, art_acc)
+        outputs_kind = r.details.get("outputs", "logits")
+        self_test = _write_self_test(tmp, spec, r, tok, labels, texts or DEFAULT_TEXTS, text_pairs)
+        meta = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "status": "passed" if v.passed else "failed",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "format": fmt, "artifact": artifact.name,
+            "runtime": {"name": r.details["runtime"], "pip": spec.runtime_package,
+                        "version": _version(spec.runtime_package)},
+            "task": {"problem_type": getattr(config, "problem_type", None) or "single_label_classification",
+                     "num_labels": len(labels), "labels": labels, "labels_file": "labels.txt"},
+            "max_seq_len": r.policy.max_len,
+            "seq_len_policy": r.policy.to_dict(),
+            "signatures": r.details["signatures"],
+            "inputs": _inputs_spec(r, r.details["input_dtype"]),
+            "outputs": [{"name": outputs_kind, "dtype": "float32", "shape": [1, len(labels)], "kind": outputs_kind}],
+            "tokenizer": settings,
+            "quantization": {"name": quantization, "recipe": r.details["recipe"]},
+            "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
+                             "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
+                             "hidden_size": config.hidden_size, "params": r.details.get("params"),
+                             **({"near_chance": chance} if chance is not None else {})},
+            "tools": {"tinybert_edge": __version__, "torch": _version("torch"),
+                      "transformers": _version("transformers"), "executorch": _version("executorch"),
+                      "litert_torch": _version("litert-torch"), "ai_edge_litert": _version("ai-edge-litert")},
+            "export": {"seconds": round(r.seconds, 2),
+                       **{k: r.details[k] for k in ("delegate", "ops_outside_delegate", "ops_outside_delegate_total")
+                          if k in r.details}},
+            "parity": r.parity.to_dict(),
+            "validation": v.to_dict(),
+            "self_test": self_test,
+            **({"mediapipe": r.details["mediapipe"]} if "mediapipe" in r.details else {}),
+            "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                      for name in (artifact.name, "vocab.txt", "labels.txt", SELF_TEST)},
+        }
+        check_metadata(meta, tmp / METADATA)  # never write a manifest the readers would refuse
+        write_json_atomically(tmp / METADATA, meta)
+        holder.update(result=r, validation=v, metadata=meta, near_chance=chance)
+
+    path = publish_dir(build, out_dir)
+    zip_path = write_zip(path) if make_zip else None
+    r = holder["result"]
+    return BundleResult(path, zip_path, dataclasses.replace(r, path=path / r.path.name), holder["validation"],
+                        holder["metadata"], bool(holder["near_chance"]))
+
+
+def write_zip(bundle_dir: Path) -> Path:
+    """<bundle_dir>.zip holding <name>/<file> entries, written atomically."""
+    bundle_dir = Path(bundle_dir)
+    out = bundle_dir.with_name(bundle_dir.name + ".zip")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / out.name
+        with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(bundle_dir.iterdir()):
+                z.write(p, f"{bundle_dir.name}/{p.name}")
+        write_bytes_atomically(out, staged.read_bytes())
+    return out
+
+
+def read_validation_data(path: str | Path, config, columns=None, max_examples: int | None = None):
+    """(texts, text_pairs or None, gold ids or None) of a labelled task file, for validation.
+
+    Raises:
+        tinybert_edge.errors.DataError: unreadable file, or a label the model does not know.
+    """
+    space = label_space_of(config)
+    texts, pairs, gold = [], [], []
+    for ex in iter_task_examples(path, columns or Columns()):
+        if max_examples is not None and len(texts) >= max_examples:
+            break
+        texts.append(ex.text)
+        pairs.append(ex.text_pair)
+        gold.append(space.encode(ex.label, Path(path), ex.line))
+    if space.task_type == "regression":
+        gold = None
+    return texts, (pairs if any(p is not None for p in pairs) else None), gold
+
+
+def first_text(path: str | Path, columns: Columns | None = None) -> str:
+    """The first text of a task file (for the "next:" hints: the user's own data, not a movie review)."""
+    return next(iter_task_examples(path, columns or Columns(), require_label=False)).text
+
+
+def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[str], quantizations: list[str],
+                   policy: SeqLenPolicy | None = None, seq_len: int = 128, data: str | Path | None = None,
+                   columns=None, max_examples: int | None = None, threshold: float = 0.99, make_zip: bool = False,
+                   on_result=None) -> list[BundleResult]:
+    """Export every (format, quantization) pair into OUT/<model>-<format>-<quant>-<policy>/.
+
+    Args:
+        model_dir: HF sequence-classifier directory.
+        out_dir: parent directory of the bundles.
+        formats: registry names.
+        quantizations: each must be accepted by every format asked for.
+        policy: sequence-length policy shared by all artifacts; None: each format's length-aware
+            default up to `seq_len` (ExecuTorch dynamic, LiteRT buckets 32/64/128).
+        seq_len: the longest input, when `policy` is None.
+        data: labelled task file for validation (None: three built-in sentences).
+        columns: tinybert_edge.data.Columns of the file.
+        max_examples: validate on the first N rows only.
+        threshold: minimum label agreement.
+        make_zip: also zip each bundle.
+        on_result: called with each BundleResult as soon as it exists (to print a line).
+
+    Returns:
+        The bundles in export order, passed or failed.
+
+    Raises:
+        ExportError/BundleError: a request no format can satisfy (checked before any export).
+    """
+    model_dir, _ = _check_out_dir(model_dir, out_dir)
+    specs = [get_format(f) for f in formats]
+    policies = {spec.name: policy or spec.default_policy(seq_len) for spec in specs}
+    for spec in specs:
+        bad = [q for q in quantizations if q not in spec.quantizations]
+        if bad:
+            raise ExportError(f"{spec.name} does not offer quantization {bad[0]!r}; it offers "
+                              f"{', '.join(spec.quantizations)}")
+        if policies[spec.name].kind not in spec.policies:
+            raise ExportError(f"{spec.name} does not support a {policies[spec.name].kind} sequence length "
+                              f"(it supports {', '.join(spec.policies)}); "
+                              + ("use --buckets 32,64,128 instead" if policies[spec.name].kind == "dynamic" else ""))
+    config = load_config(model_dir)
+    check_classifier(config, model_dir)
+    for p in policies.values():
+        p.check(config.max_position_embeddings)
+    texts = pairs = gold = None
+    if data is not None:
+        texts, pairs, gold = read_validation_data(data, config, columns, max_examples)
+    name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    results = []
+    for spec in specs:
+        p = policies[spec.name]
+        for q in quantizations:
+            b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{q}-{p.tag}",
+                              quantization=q, policy=p, texts=texts, text_pairs=pairs, gold=gold,
+                              data_name=str(data) if data else None, threshold=threshold, make_zip=make_zip)
+            results.append(b)
+            if on_result:
+                on_result(b)
+    return results
+
+
+def results_table(results: list[BundleResult]) -> str:
+    """Markdown table of exported bundles: one row per artifact."""
+    lines = ["| format | quantization | seq-len policy | size (MB) | label agreement | max abs diff | "
+             "fp32 acc | artifact acc | export (s) | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for b in results:
+        r, v = b.result, b.validation
+        acc = ("-", "-") if v.artifact_accuracy is None else (f"{100 * v.fp32_accuracy:.2f} %",
+                                                               f"{100 * v.artifact_accuracy:.2f} %")
+        lines.append(f"| {r.format} | {r.quantization} | {r.policy.tag} | {r.size_bytes / 1e6:.1f} | "
+                     f"{100 * v.label_agreement:.2f} % | {r.parity.max_abs:.1e} | {acc[0]} | {acc[1]} | "
+                     f"{r.seconds:.1f} | {'passed' if v.passed else 'FAILED'} |")
+    return "\n".join(lines)
