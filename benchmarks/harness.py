@@ -145,9 +145,46 @@ def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str]
             progress(i + 1, len(plan), row)
     _add_accuracy_to_all_rows(rows)
     add_ratios(rows, targets)
+    roofline = measure_roofline(timeout)
+    add_roofline(rows, roofline)
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
-            "settings": {k: v for k, v in cfg.items()}, "rows": rows}
+            "settings": {k: v for k, v in cfg.items()}, "roofline": roofline, "rows": rows}
+
+
+def transformer_flops(layers: int, hidden: int, ffn: int, tokens: float) -> float:
+    """Matmul FLOPs of one batch-1 forward at `tokens` tokens: Q, K, V, O and the FFN, plus the
+    two attention matmuls (embeddings, LayerNorm and softmax are not counted)."""
+    return layers * (2 * tokens * (4 * hidden * hidden + 2 * hidden * ffn) + 4 * tokens * tokens * hidden)
+
+
+def measure_roofline(timeout: float = 600) -> dict:
+    """This machine's fp32 and int8 matmul peak on one core (benchmarks/roofline.py, own process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "roofline.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        try:
+            subprocess.run([sys.executable, "-m", "tinybert_edge.benchmarks.roofline", str(out)], env=env,
+                           capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
+        return {"status": "ok", **json.loads(out.read_text())} if out.is_file() else \
+            {"status": "failed", "reason": "the roofline measurement wrote nothing"}
+
+
+def add_roofline(rows: list[dict], roofline: dict) -> None:
+    """Per row: matmul GFLOP per inference and the share of the one-core peak it reaches (int8
+    rows against the int8 peak, others against fp32), single-thread rows only."""
+    for r in rows:
+        if r.get("status") != "ok" or not r.get("shape"):
+            continue
+        s = r["shape"]
+        r["gflop"] = transformer_flops(s["layers"], s["hidden"], s["ffn"], r["mean_input_tokens"]) / 1e9
+        if roofline.get("status") == "ok" and r["threads"] == 1:
+            int8 = r["quantization"].startswith("int8")
+            peak = roofline["int8_gops"] if int8 else roofline["fp32_gflops"]
+            r["achieved_fraction"] = r["gflop"] / (r["p50_ms"] / 1000) / peak
+            r["roofline_peak"] = "int8" if int8 else "fp32"
 
 
 def _add_accuracy_to_all_rows(rows: list[dict]) -> None:
@@ -178,8 +215,8 @@ def to_markdown(report: dict) -> str:
     m = report["machine"]
     teachers = sorted({k for r in report["rows"] for k in r.get("speedup_vs", {})})
     head = ["model", "runtime", "quant", "threads", "workload", "tokens", "size MB", "p50 ms", "p90 ms", "p99 ms",
-            "trimmed ms", "first ms", "load s", "RSS MB", "accuracy"] + [f"speedup vs {t}" for t in teachers] + \
-        ["status"]
+            "trimmed ms", "first ms", "load s", "RSS MB", "accuracy", "GFLOP", "% of peak"] + \
+        [f"speedup vs {t}" for t in teachers] + ["status"]
     lines = [f"Benchmark {report['date']} on {m['cpu']} ({m['arch']}, {m['cores']} cores, ISA {' '.join(m['isa'])}), "
              f"{m['os']}, batch 1, {report['settings']['runs']} timed runs after {report['settings']['warmup']} "
              "warm-up runs per row, one process per row.", "",
@@ -193,39 +230,116 @@ def to_markdown(report: dict) -> str:
         cells = [r["name"], r["backend"], r["quantization"], str(r["threads"]), r["workload"],
                  f"{r['mean_input_tokens']:.0f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['p50_ms']:.2f}",
                  f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['trimmed_mean_ms']:.2f}",
-                 f"{r['first_inference_ms']:.1f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", acc]
+                 f"{r['first_inference_ms']:.1f}", f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", acc,
+                 f"{r['gflop']:.2f}" if "gflop" in r else "",
+                 f"{100 * r['achieved_fraction']:.1f} % {r['roofline_peak']}" if "achieved_fraction" in r else ""]
         cells += [f"{r['speedup_vs'][t]:.1f}x" if t in r.get("speedup_vs", {}) else "" for t in teachers]
         cells.append("ok")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "BERT-base-shaped teacher: BertConfig() with random weights, for size and speed only.",
               "speedup = teacher p50 / row p50 at the same threads and workload."]
+    rl = report.get("roofline", {})
+    if rl.get("status") == "ok":
+        lines.append(f"Roofline (one core, {rl['kernels']}, {rl['gemm']}x{rl['gemm']} GEMM): fp32 "
+                     f"{rl['fp32_gflops']:.0f} GFLOP/s, int8 {rl['int8_gops']:.0f} GOP/s. % of peak = matmul GFLOP at "
+                     "the row's mean length / p50 / that peak (1-thread rows).")
     return "\n".join(lines)
 
 
+def _short(name: str, width: int = 34) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def plot(report: dict, path: Path) -> None:
-    """p50 latency per row (log scale), one panel per workload, bars coloured by runtime."""
-    import matplotlib
+    """The report at a glance: latency per row (fixed and real lengths), accuracy against latency
+    with size as marker area and the Pareto front, and thread scaling."""
+    import matplotlib  # the bench extra's plotting library, reached only here
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     rows = [r for r in report["rows"] if r.get("status") == "ok"]
+    colours = {"pytorch-eager": "#7f7f7f", "executorch": "#d62728", "tflite": "#1f77b4", "mediapipe": "#2ca02c"}
+    t1 = min((r["threads"] for r in rows), default=1)
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    fig = plt.figure(figsize=(17, max(8.5, 0.5 * len(names) + 4)))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.25, 1], height_ratios=[1.3, 1])
+    ms_fmt = FuncFormatter(lambda v, _: f"{v:g}")
+
+    ax = fig.add_subplot(grid[:, 0])  # latency per row, fixed and real side by side
     workloads = sorted({r["workload"] for r in rows})
-    fig, axes = plt.subplots(1, max(len(workloads), 1), figsize=(7 * max(len(workloads), 1), 0.45 * len(rows) + 2),
-                             squeeze=False)
-    colours = {"pytorch-eager": "#888888", "executorch": "#d62728", "tflite": "#1f77b4"}
-    for ax, w in zip(axes[0], workloads):
-        sel = [r for r in rows if r["workload"] == w]
-        labels = [f"{r['name']} ({r['quantization']}, {r['threads']}t)" for r in sel]
-        ax.barh(range(len(sel)), [r["p50_ms"] for r in sel], color=[colours.get(r["backend"], "#2ca02c") for r in sel])
-        ax.set_yticks(range(len(sel)), labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("p50 latency, ms (log scale, batch 1)")
-        ax.set_title(f"workload: {w}")
-        for i, r in enumerate(sel):
-            ax.text(r["p50_ms"], i, f" {r['p50_ms']:.1f} ms, {r['size_bytes'] / 1e6:.0f} MB", va="center", fontsize=7)
-    fig.suptitle(f"{report['machine']['cpu']}, {report['date'][:10]}", fontsize=9)
+    h = 0.8 / max(len(workloads), 1)
+    for k, w in enumerate(workloads):
+        for i, name in enumerate(names):
+            r = next((x for x in rows if x["name"] == name and x["workload"] == w and x["threads"] == t1), None)
+            if r is None:
+                continue
+            y = i + (k - (len(workloads) - 1) / 2) * h
+            ax.barh(y, r["p50_ms"], height=h * 0.9, color=colours.get(r["backend"], "#9467bd"),
+                    alpha=1.0 if w == "real" else 0.55, hatch=None if w == "real" else "//", edgecolor="white")
+            ax.text(r["p50_ms"] * 1.08, y, f"{r['p50_ms']:.2f} ms ({w})", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_formatter(ms_fmt)
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlapped
+    lo = min(r["p50_ms"] for r in rows) if rows else 1
+    hi = max(r["p50_ms"] for r in rows) if rows else 10
+    ax.set_xlim(lo / 2, hi * 8)  # room for the value labels
+    ax.set_xlabel(f"p50 latency, ms (log scale), batch 1, {t1} thread(s); hatched: fixed length, solid: real lengths")
+    ax.set_title("Latency per row")
+    used = {r["backend"] for r in rows}
+    ax.legend(handles=[Patch(color=c, label=b) for b, c in colours.items() if b in used], loc="lower right", fontsize=8)
+
+    ax2 = fig.add_subplot(grid[0, 1])  # accuracy vs latency, size as area, Pareto front
+    pts = [r for r in rows if r.get("accuracy") is not None and r["workload"] == workloads[-1] and r["threads"] == t1]
+    for j, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
+        ax2.scatter(r["p50_ms"], 100 * r["accuracy"], s=max(20.0, 4 * r["size_bytes"] / 1e6), alpha=0.6,
+                    color=colours.get(r["backend"], "#9467bd"), edgecolors="black", linewidths=0.5)
+        ax2.annotate(f"{_short(r['name'], 24)} ({r['size_bytes'] / 1e6:.0f} MB)", (r["p50_ms"], 100 * r["accuracy"]),
+                     fontsize=7, xytext=(5, 6 if j % 2 else -11), textcoords="offset points")
+    front, best = [], -1.0
+    for r in sorted(pts, key=lambda r: r["p50_ms"]):
+        if r["accuracy"] > best:
+            front.append(r)
+            best = r["accuracy"]
+    if front:
+        ax2.plot([r["p50_ms"] for r in front], [100 * r["accuracy"] for r in front], "k--", linewidth=1,
+                 label="Pareto front (faster and as accurate)")
+        ax2.legend(loc="lower right", fontsize=7)
+    ax2.set_xscale("log")
+    ax2.xaxis.set_major_formatter(ms_fmt)
+    ax2.xaxis.set_minor_formatter(NullFormatter())
+    ax2.set_xlabel(f"p50 latency, ms ({workloads[-1] if workloads else ''} workload, log scale)")
+    ax2.set_ylabel("accuracy on the eval data, %")
+    ax2.set_title("Accuracy vs latency (marker area = size on disk)")
+    ax2.grid(alpha=0.3)
+
+    ax3 = fig.add_subplot(grid[1, 1])  # thread scaling
+    threads = sorted({r["threads"] for r in rows})
+    if len(threads) > 1:
+        for name in names:
+            sel = sorted((r for r in rows if r["name"] == name and r["workload"] == workloads[0]),
+                         key=lambda r: r["threads"])
+            if len(sel) > 1:
+                ax3.plot([r["threads"] for r in sel], [sel[0]["p50_ms"] / r["p50_ms"] for r in sel], "o-",
+                         color=colours.get(sel[0]["backend"], "#9467bd"), label=_short(name, 28))
+        ax3.plot(threads, [t / threads[0] for t in threads], ":", color="gray", label="linear")
+        ax3.set_xticks(threads)
+        ax3.set_xlabel("threads")
+        ax3.set_ylabel(f"speedup over {threads[0]} thread ({workloads[0]} workload)")
+        ax3.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax3.grid(alpha=0.3)
+    else:
+        ax3.axis("off")
+        ax3.text(0.5, 0.5, f"one thread count measured ({threads[0] if threads else '-'});\n"
+                 "run with --threads 1,2 for thread scaling", ha="center", va="center", fontsize=9)
+    ax3.set_title("Thread scaling")
+    m = report["machine"]
+    fig.suptitle(f"{m['cpu']} ({m['arch']}, {m['cores']} cores), {report['date'][:10]}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -88,6 +88,8 @@ class _Eager:
             self.size_bytes = sum(p.stat().st_size for p in d.glob("*.safetensors"))
             self.quantization = "none"
         self.params = sum(p.numel() for p in self.model.parameters())
+        c = self.model.config
+        self.shape = {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "ffn": c.intermediate_size}
         self.pad_id = 0
         self.backend = "pytorch-eager"
 
@@ -112,6 +114,9 @@ class _Bundle:
         self.labels = b.labels
         self.size_bytes = b.artifact.stat().st_size
         self.params = b.metadata["source_model"].get("params")
+        src = b.metadata["source_model"]
+        self.shape = ({"layers": src["num_hidden_layers"], "hidden": src["hidden_size"], "ffn": src["intermediate_size"]}
+                      if "intermediate_size" in src else None)
         self.quantization = b.metadata["quantization"]["name"]
         self.pad_id = b.metadata["tokenizer"]["pad_id"]
         self.backend = b.format
@@ -150,7 +155,7 @@ def measure(spec: dict) -> dict:
         ms.append(1000 * (time.perf_counter() - t))
     out = {"status": "ok", "backend": target.backend, "quantization": target.quantization,
            "load_s": load_s, "first_inference_ms": first_ms, **latency_stats(ms),
-           "size_bytes": int(target.size_bytes), "params": target.params,
+           "size_bytes": int(target.size_bytes), "params": target.params, "shape": target.shape,
            "mean_input_tokens": float(np.mean([lengths[j] for j in picked])),
            "mean_real_tokens": float(np.mean([len(r[0]) for r in rows]))}
     if spec.get("accuracy") and gold is not None and target.labels is not None:

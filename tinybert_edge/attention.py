@@ -1,9 +1,15 @@
 """Capture pre-softmax attention scores QK^T/sqrt(d) from BERT-family models.
 
-Hugging Face returns post-softmax probabilities (eager) or nothing (SDPA). TinyBERT matches
-the unnormalized scores, so we hook the query and key projections of the layers we need and
-form the scores ourselves. The model's own forward is untouched and may use any attention
-kernel (SDPA included); only the mapped layers pay for one extra QK^T matmul.
+Hugging Face returns post-softmax probabilities (eager) or nothing (SDPA); TinyBERT matches the
+unnormalized scores. Two ways to get them:
+
+- "inside" (default): for the duration of a forward, the model's attention runs through a
+  registered attention function that keeps the scores it computes anyway (one QK^T per layer,
+  as eager attention does). No extra matmul, no extra backward: this is what cut the
+  distillation step's overhead (BENCHMARKS.md, "Distillation step overhead").
+- "hooks": hook the query and key projections and form QK^T again afterwards; the model's own
+  forward and kernel (SDPA included) are untouched. For models whose attention does not go
+  through Hugging Face's attention interface.
 """
 
 from __future__ import annotations
@@ -12,8 +18,35 @@ import math
 
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from .errors import ModelError
+
+RECORDING_ATTENTION = "tinybert_edge_scores"
+
+
+def recording_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                        **kwargs):
+    """Eager attention that also keeps its pre-softmax scores on `module` when asked to.
+
+    Shapes: query/key/value (B, h, T, d); returns ((B, T, h, d), None) like HF's eager attention.
+    """
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, T, T)
+    if getattr(module, "_tinybert_record", False):
+        module._tinybert_scores = scores
+    weights = scores + attention_mask if attention_mask is not None else scores
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(RECORDING_ATTENTION, recording_attention)
+# the additive float mask of eager attention, which recording_attention adds to the scores
+AttentionMaskInterface.register(RECORDING_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
 
 
 def self_attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -52,7 +85,10 @@ class AttentionScoreRecorder:
         layers: 1-based Transformer layer indices to record.
     """
 
-    def __init__(self, model: nn.Module, layers: list[int] | tuple[int, ...]):
+    def __init__(self, model: nn.Module, layers: list[int] | tuple[int, ...], mode: str = "inside"):
+        if mode not in ("inside", "hooks"):
+            raise ValueError(f"mode must be inside or hooks, got {mode!r}")
+        self._model, self.mode = model, mode
         self._mods = self_attention_modules(model)
         for n in layers:
             if not 1 <= n <= len(self._mods):
@@ -61,10 +97,17 @@ class AttentionScoreRecorder:
         self._q: dict[int, torch.Tensor] = {}
         self._k: dict[int, torch.Tensor] = {}
         self._handles: list = []
+        self._saved_impl: str | None = None
 
     def __enter__(self) -> "AttentionScoreRecorder":
-        self._q.clear()
-        self._k.clear()
+        self.clear()
+        if self.mode == "inside":
+            config = self._model.config
+            self._saved_impl = config._attn_implementation
+            config._attn_implementation = RECORDING_ATTENTION
+            for n in self.layers:
+                self._mods[n - 1]._tinybert_record = True
+            return self
         for n in self.layers:
             sa = self._mods[n - 1]
             self._handles.append(sa.query.register_forward_hook(self._store(self._q, n)))
@@ -72,6 +115,10 @@ class AttentionScoreRecorder:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.mode == "inside":
+            self._model.config._attn_implementation = self._saved_impl
+            for n in self.layers:
+                self._mods[n - 1]._tinybert_record = False
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -85,6 +132,11 @@ class AttentionScoreRecorder:
 
     def scores(self, layer: int) -> torch.Tensor:
         """(B, h, T, T) pre-softmax scores of 1-based `layer` from the last forward."""
+        if self.mode == "inside":
+            scores = getattr(self._mods[layer - 1], "_tinybert_scores", None) if layer in self.layers else None
+            if scores is None:
+                raise KeyError(f"layer {layer} was not recorded (recorded: {list(self.layers)})")
+            return scores
         if layer not in self._q:
             raise KeyError(f"layer {layer} was not recorded (recorded: {sorted(self._q)})")
         sa = self._mods[layer - 1]
@@ -98,6 +150,8 @@ class AttentionScoreRecorder:
         return torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, h, T, T)
 
     def clear(self) -> None:
-        """Drop the stored projections so their memory can be freed."""
+        """Drop the stored scores and projections so their memory can be freed."""
         self._q.clear()
         self._k.clear()
+        for sa in self._mods:
+            sa.__dict__.pop("_tinybert_scores", None)

@@ -103,9 +103,12 @@ class DistillObjective(nn.Module):
         student: HF student (encoder for GD, sequence classifier for TD).
         teacher: HF teacher, same family; frozen here.
         settings: DistillSettings.
+        score_capture: how attention scores are taken ("inside" the attention, or by "hooks" that
+            recompute QK^T; see attention.py). Same values; "inside" is cheaper.
     """
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, settings: DistillSettings):
+    def __init__(self, student: nn.Module, teacher: nn.Module, settings: DistillSettings,
+                 score_capture: str = "inside"):
         super().__init__()
         self.student = student
         self.settings = settings
@@ -130,8 +133,8 @@ class DistillObjective(nn.Module):
             self.proj_embedding = nn.Linear(d_s, d_t)  # W_e
             n_proj = lm.student_layers if settings.projection == "per-layer" else 1
             self.proj_hidden = nn.ModuleList(nn.Linear(d_s, d_t) for _ in range(n_proj))  # W_h
-            self._student_rec = AttentionScoreRecorder(student, list(range(1, lm.student_layers + 1)))
-            self._teacher_rec = AttentionScoreRecorder(teacher, list(lm.teacher_for_student))
+            self._student_rec = AttentionScoreRecorder(student, list(range(1, lm.student_layers + 1)), score_capture)
+            self._teacher_rec = AttentionScoreRecorder(teacher, list(lm.teacher_for_student), score_capture)
         else:
             if getattr(s_cfg, "num_labels", None) != getattr(t_cfg, "num_labels", None):
                 raise ConfigError(
