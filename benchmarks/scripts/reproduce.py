@@ -22,6 +22,7 @@ import math
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -347,7 +348,8 @@ class Grid:
         from tinybert_edge.models import load_config
 
         labels = [load_config(model).id2label[i] for i in range(len(dev["per_class_recall"]))]
-        result = {"arm": name, "instance": instance, "seed": seed, "group": arm.group, "label": arm.label,
+        result = {"arm": name, "instance": instance, "seed": seed, "code": code_version(), "group": arm.group,
+                  "label": arm.label,
                   "paper": arm.paper, "spec": asdict(arm), "labels": labels, "steps": steps_total,
                   "train_seconds": round(seconds, 1), "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
                   "prerequisites": self._prerequisites(arm), "model": str(model),
@@ -370,6 +372,16 @@ class Grid:
             side = json.loads((self.shared / ("aug-small" if arm.small else "aug") / "train_aug.tsv.json").read_text())
             out["da"] = {"rows_in": side.get("rows"), "rows_out": side.get("output_rows")}
         return out
+
+
+def code_version() -> str:
+    """The git commit of the code that ran an arm (arms of one grid may span several sittings)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
 
 
 def _metrics(m: dict) -> dict:
