@@ -433,13 +433,10 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
     if dev_file:  # on every process, so a strict failure stops them all alike
         m = evaluate_model(teacher, tok, dev_file, max_seq_len=any_cfg.max_seq_len, columns=columns)
         say(f"teacher check on {Path(dev_file).name}: {format_metrics(m)}")
-        if near_chance(m, space.num_labels):
-            problem = (f"the teacher {t_dir} is near chance on {dev_file} ({format_metrics(m)}); a student cannot "
-                       "learn more than its teacher knows: check the label order (id2label in its config.json) and "
-                       "that it was fine-tuned on this task")
-            if strict_teacher_check:
-                raise ModelError(problem + " (--strict-teacher-check)")
-            say.warn(f"\n{'!' * 78}\nWARNING: {problem}\n{'!' * 78}\n")
+        _check_chance(m, space, say, strict_teacher_check, "--strict-teacher-check",
+                      f"the teacher {t_dir} is near chance on {dev_file} ({format_metrics(m)}); a student cannot "
+                      "learn more than its teacher knows: check the label order (id2label in its config.json) and "
+                      "that it was fine-tuned on this task")
     else:
         say.warn("warning: no --dev file: the teacher is not checked before distillation (the public TinyBERT "
                  "code's label-order bug would go unnoticed)")
@@ -463,13 +460,11 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
     if dev_file:
         m = evaluate(current.source, dev_file, max_seq_len=any_cfg.max_seq_len, columns=columns)
         say(f"student dev: {format_metrics(m)}")
-        if near_chance(m, space.num_labels):
-            problem = (f"the student is near chance on {dev_file} ({format_metrics(m)}): it learned little from "
-                       "its teacher. Start from a sliced teacher (--init sliced) or a general-distillation student, "
-                       "train longer (--intermediate-epochs, --prediction-epochs), or check the data")
-            if strict_student_check:
-                raise ModelError(problem + f" (--strict-student-check: {final} not written)")
-            say.warn(f"\n{'!' * 78}\nWARNING: {problem}\n{'!' * 78}\n")
+        problem = _check_chance(m, space, say, strict_student_check, f"--strict-student-check: {final} not written",
+                                f"the student is near chance on {dev_file} ({format_metrics(m)}): it learned little "
+                                "from its teacher. Start from a sliced teacher (--init sliced) or a "
+                                "general-distillation student, train longer (--intermediate-epochs, "
+                                "--prediction-epochs), or check the data")
     if acc.is_main_process:
         copy_dir_atomically(current.source, final)
         if problem:
@@ -477,6 +472,17 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                                                                  "message": problem})
     acc.wait_for_everyone()
     return final
+
+
+def _check_chance(metrics: dict, space, say: Reporter, strict: bool, flag: str, problem: str) -> str | None:
+    """One check for teacher and student: near chance on dev is a loud warning, or with `strict`
+    an error. Returns the problem when there is one."""
+    if not near_chance(metrics, space.num_labels):
+        return None
+    if strict:
+        raise ModelError(f"{problem} ({flag})")
+    say.warn(f"\n{'!' * 78}\nWARNING: {problem}\n{'!' * 78}\n")
+    return problem
 
 
 class _StepRunner:
