@@ -83,7 +83,7 @@ def default_arms(gd_snapshots: tuple[int, ...]) -> list[Arm]:
             step1=False, step2="labels"),
         Arm("student-pred-kd", "reference", "prediction-layer KD only (sliced init)", init="sliced", step1=False),
         Arm("ours-sliced-finetuned-td", "ours", "init sliced from the fine-tuned teacher + TD",
-            init="sliced-finetuned"),
+            init="sliced-finetuned", seeds=3),
         Arm("paper-full", "paper", "TinyBERT: GD + DA + TD (random init)", gd="random", da=True, seeds=3,
             paper="dev avg 100 % (the reference row of Table 6)"),
         Arm("paper-no-gd", "paper", "w/o GD", da=True, paper="Table 6: -3.0 avg (SST-2 -2.7 of 92.7)"),
