@@ -55,6 +55,7 @@ class Arm:
         small: RT train cut to `small_rows` rows (teacher fine-tuned on them too).
         seeds: how many seeds (headline arms: 3).
         paper: the paper's figure for this row, when it reports one.
+        budget: multiplies both steps' step counts (candidates for the full profile).
     """
 
     name: str
@@ -71,6 +72,7 @@ class Arm:
     small: bool = False
     seeds: int = 1
     paper: str = ""
+    budget: float = 1.0
 
 
 def default_arms(gd_snapshots: tuple[int, ...]) -> list[Arm]:
@@ -104,6 +106,11 @@ def default_arms(gd_snapshots: tuple[int, ...]) -> list[Arm]:
             paper="Table 8: -2.4 avg vs uniform"),
         Arm("ours-sliced-gd-da-td", "ours", "sliced init + GD + DA + TD", init="sliced", gd="sliced", da=True),
         Arm("ours-sliced-gd-td", "ours", "sliced init + GD + TD", init="sliced", gd="sliced"),
+        # the full profile's candidates: the best init at 4x the task-distillation steps, with and without DA
+        Arm("full-sliced-ft-td-x4", "full profile", "init sliced from the fine-tuned teacher + TD, 4x steps",
+            init="sliced-finetuned", budget=4.0),
+        Arm("full-sliced-ft-da-td-x4", "full profile", "init sliced from the fine-tuned teacher + DA + TD, 4x steps",
+            init="sliced-finetuned", da=True, budget=4.0),
         Arm("small-teacher", "small data", "teacher fine-tuned on 1,000 rows", init=None, step1=False, step2=None,
             small=True),
         Arm("small-paper-full", "small data", "TinyBERT (GD + DA + TD), 1,000 rows", gd="random", da=True, small=True),
@@ -309,7 +316,8 @@ class Grid:
             train = self._train_file(arm.small)
             data = self.augmented(arm.small) if arm.da else train
             per_epoch = math.ceil(self._rows(train) / c.batch_size)
-            s1_steps, s2_steps = c.step1_epochs * per_epoch, c.step2_epochs * per_epoch
+            s1_steps = int(c.step1_epochs * per_epoch * arm.budget)
+            s2_steps = int(c.step2_epochs * per_epoch * arm.budget)
             data_epochs = lambda n: max(1, math.ceil(n / math.ceil(self._rows(data) / c.batch_size)))  # noqa: E731
             step1 = TrainConfig(epochs=data_epochs(s1_steps), max_steps=s1_steps, batch_size=c.batch_size,
                                 learning_rate=c.step1_lr, max_seq_len=c.seq_len, seed=seed) if arm.step1 else None
