@@ -15,4 +15,4 @@ dependencyResolutionManagement {
 }
 
 rootProject.name = "tinybert-edge-demo"
-include(":core", ":engine-executorch", ":engine-litert", ":app")
+include(":core", ":engine-executorch", ":engine-litert", ":engine-mediapipe", ":app")

@@ -2,7 +2,8 @@
 demo app's benchmark mode (android_demo, issue #6) and merge its results into the bench report.
 
 For each bundle x thread count x workload:
-    adb push BUNDLE /data/local/tmp/tinybert-edge/<name>        (once per bundle)
+    adb shell mkdir -p /data/local/tmp/tinybert-edge && adb shell rm -rf /data/local/tmp/tinybert-edge/<name>
+    adb push BUNDLE /data/local/tmp/tinybert-edge/                (once per bundle; into the parent)
     adb push eval.tsv /data/local/tmp/tinybert-edge/eval.tsv     (once, when --data is given)
     adb shell rm -f <results>
     adb shell am start -W -S -n org.tinybertedge.demo/.BenchmarkActivity --es model DIR --ei threads N
@@ -23,7 +24,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tinybert_edge.errors import KitError
 from tinybert_edge.schema import SchemaError, validate
@@ -123,8 +124,19 @@ class Adb:
                               "on and accept the computer's key, then check `adb devices`")
 
     def push(self, local: Path, remote: str) -> None:
-        self.shell(f"mkdir -p {shlex.quote(str(Path(remote).parent))}", what="creating the bundle folder")
-        self.call("push", str(local), remote, what=f"pushing {local}")
+        """Copy a file or a bundle folder to `remote` on the phone, replacing an older copy.
+
+        `adb push DIR dest` nests DIR inside dest when dest already exists (a second push would
+        leave the stale bundle in place and a new one at dest/DIR), so a folder is pushed into the
+        parent after its old copy is removed.
+        """
+        parent = str(PurePosixPath(remote).parent)
+        self.shell(f"mkdir -p {shlex.quote(parent)}", what="creating the bundle folder")
+        if local.is_dir():
+            self.shell(f"rm -rf {shlex.quote(remote)}", what="removing the old copy of the bundle")
+            self.call("push", str(local), parent + "/", what=f"pushing {local}")
+        else:
+            self.call("push", str(local), remote, what=f"pushing {local}")
 
     def start_command(self, *, model: str, threads: int, iterations: int, warmup: int, workload: str, out: str,
                       data: str | None) -> str:

@@ -106,9 +106,16 @@ def test_commands_and_merge_against_a_phone_that_is_not_here(bundles):
     # every command names the serial; bundles and the eval file go to /data/local/tmp
     assert all(c[:3] == ["adb", "-s", "emulator-5554"] for c in phone.commands)
     pushes = [c[4:] for c in phone.commands if c[3] == "push"]
-    assert [p[1] for p in pushes] == [f"/data/local/tmp/tinybert-edge/{paths[0].name}",
-                                      f"/data/local/tmp/tinybert-edge/{paths[1].name}",
+    # a bundle folder goes into the parent after its old copy is removed: `adb push DIR dest` onto an
+    # existing dest nests DIR inside it and leaves the stale bundle where the app reads it
+    assert [p[1] for p in pushes] == ["/data/local/tmp/tinybert-edge/", "/data/local/tmp/tinybert-edge/",
                                       "/data/local/tmp/tinybert-edge/eval.tsv"]
+    shells = [c[4] for c in phone.commands if c[3] == "shell"]
+    for p in paths:
+        rm = f"rm -rf /data/local/tmp/tinybert-edge/{p.name}"
+        assert rm in shells
+        push_at = next(i for i, c in enumerate(phone.commands) if c[3] == "push" and c[4] == str(p))
+        assert phone.commands.index(["adb", "-s", "emulator-5554", "shell", rm]) < push_at
     assert len(phone.started) == 2 * 2 * 2
     extras = dict(zip(phone.started[0][1::2], phone.started[0][2::2]))
     assert extras == {"model": f"/data/local/tmp/tinybert-edge/{paths[0].name}", "threads": "1", "iterations": "20",

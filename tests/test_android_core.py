@@ -4,6 +4,7 @@ embedded MiniLM teacher's tokenizer) on a tiny random-weight classifier, exporte
 with length buckets. Needs a JDK (javac 17) and JUnit 5's console launcher (apt-get install
 junit5; .ci/run installs it)."""
 
+import copy
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tinybert_edge.benchmarks.android import device_row, validate_device_results
+from tinybert_edge.schema import SchemaError
 from tinybert_edge.converters.golden import TABLES_PATH, char_tables
 from tinybert_edge.cli import main
 
@@ -74,6 +76,36 @@ def test_jvm_core_matches_the_python_kit(bundle, tmp_path, capsys):
     result = json.loads(bench_out.read_text())
     validate_device_results(result)
     assert device_row(result, name=bundle.name)["status"] == "ok"
+    # the core ran the bundle's on-device self-test (selftest.json) before it timed anything
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert result["self_test"]["passed"] is True and result["self_test"]["cases"] == meta["self_test"]["cases"]
+
+
+def _example_results() -> list[Path]:
+    """Every example results file in the app's format shipped with android_demo (the Python side's
+    adb tests answer with them)."""
+    return sorted(CORE.parent.rglob("bench-device*.json"))
+
+
+def test_example_results_of_the_app_follow_the_bench_device_schema():
+    examples = _example_results()
+    assert examples, "android_demo ships an example results file (core/src/test/resources/bench-device-example.json)"
+    for path in examples:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        validate_device_results(doc, where=str(path))
+        # what BenchmarkRunner writes since bundle schema v2: the self-test ran and passed before timing
+        assert doc["self_test"]["passed"] is True and doc["self_test"]["cases"] >= 1, path
+        assert device_row(doc, name=path.stem)["status"] == "ok"
+        # the same document with a failed self-test and timings is refused: its timings are not trusted
+        failed = copy.deepcopy(doc)
+        failed["self_test"].update(passed=False, message="case 0 is off by 0.3")
+        with pytest.raises(SchemaError, match="self-test failed"):
+            validate_device_results(failed, where=str(path))
+        # the self_test object must have the fields the app writes
+        broken = copy.deepcopy(doc)
+        del broken["self_test"]["max_abs_diff"]
+        with pytest.raises(SchemaError, match="max_abs_diff"):
+            validate_device_results(broken, where=str(path))
 
 
 @pytest.mark.skipif(not shutil.which("kotlinc") or not shutil.which("javac"),

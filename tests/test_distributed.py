@@ -63,7 +63,7 @@ def test_two_processes_give_the_weights_of_one_with_the_same_global_batch(setup,
     mid = load_file(str(one / "checkpoints" / "step-00000002" / "trainable.safetensors"))
     moved = max(float((w1[k] - mid[f"student.{k}"]).abs().max()) for k in w1 if f"student.{k}" in mid)
     apart = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
-    assert moved > 1e-3, moved  # the steps really moved the weights
+    assert moved > 1e-4, moved  # the steps really moved the weights (two Adam steps of lr 1e-3: ~1e-3)
     assert apart < 1e-3 * moved, (apart, moved)
     # the final losses agree too (both are means over the same global batch)
     for k in ("attention", "embedding", "hidden", "loss"):

@@ -56,7 +56,7 @@ def test_two_arms_make_the_table_and_finished_arms_are_skipped(grid_args, tmp_pa
     teacher = report["summary"]["teacher"]
     assert row["dev_accuracy_kept"] == pytest.approx(row["dev_accuracy"] / teacher["dev"]["accuracy"])
     md = (out / "reproduce.md").read_text()
-    assert md.count("\n| ") == 1 + 2 and "`ours-sliced-td` | 2 |" in md  # header + separator + 2 rows
+    assert md.count("\n| ") == 1 + 2 and "(`ours-sliced-td`) | 2 |" in md  # header + separator + 2 rows
     assert (out / "reproduce.png").stat().st_size > 10_000
     before = (runs / "arms" / "ours-sliced-td" / "result.json").read_text()
     capsys.readouterr()

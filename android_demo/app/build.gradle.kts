@@ -16,6 +16,7 @@ android {
         // runtime versions written into every benchmark results file
         buildConfigField("String", "EXECUTORCH_VERSION", "\"${libs.versions.executorch.get()}\"")
         buildConfigField("String", "LITERT_VERSION", "\"${libs.versions.litert.get()}\"")
+        buildConfigField("String", "MEDIAPIPE_TASKS_VERSION", "\"${libs.versions.mediapipe.tasks.get()}\"")
     }
     buildFeatures { buildConfig = true }
     buildTypes {
@@ -36,6 +37,7 @@ dependencies {
     implementation(project(":core"))
     implementation(project(":engine-executorch"))
     implementation(project(":engine-litert"))
+    implementation(project(":engine-mediapipe"))
     implementation(libs.androidx.appcompat)
     implementation(libs.material)
 }

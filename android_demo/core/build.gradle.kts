@@ -1,11 +1,14 @@
-// Pure JVM: no android.* imports, so the same sources build and test on any JDK 17
-// (CI runs them with javac + JUnit 5's console launcher: core/run_jvm_tests.sh).
+// Pure JVM: no android.* imports, so the same sources build and test on any JDK 17 or newer
+// (CI runs them with javac --release 17 + JUnit 5's console launcher: core/run_jvm_tests.sh).
 plugins {
     `java-library`
 }
 
-java {
-    toolchain { languageVersion.set(JavaLanguageVersion.of(17)) }
+// Compile for Java 17 with whatever JDK runs Gradle (javac --release 17): no toolchain to
+// resolve or download, and the class files and API surface are Java 17's, as the app's are.
+tasks.withType<JavaCompile>().configureEach {
+    options.release.set(17)
+    options.encoding = "UTF-8"
 }
 
 dependencies {

@@ -20,14 +20,18 @@ import org.tinybertedge.core.Json
  *   warmup      untimed runs first (default 10)
  *   workload    fixed (padded to max_seq_len) or real (eval texts at their lengths; default fixed)
  *   data        eval file, label<TAB>text per line (optional: accuracy and real lengths)
+ *   engine      executorch, litert or mediapipe (default: the bundle format's own runtime:
+ *               .pte -> executorch, tflite -> litert, mediapipe -> mediapipe)
  *   out         results file; must be inside this app's external files directory
- * It writes the core's results document (schema tinybert-edge/bench-device v1) atomically, also
- * when the run fails (status "failed" with the reason), then finishes.
+ * It writes the core's results document (schema tinybert-edge/bench-device v1, with the bundle's
+ * on-device self-test in "self_test") atomically, also when the run fails (status "failed" with the
+ * reason; a failed self-test is one), then finishes.
  */
 class BenchmarkActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         val status = TextView(this)
+        status.fitsSystemWindows = true  // targetSdk 35 draws edge to edge: keep the line out of the status bar
         setContentView(status)
         val model = intent.getStringExtra("model")
         val threads = intent.getIntExtra("threads", 1)
@@ -35,6 +39,7 @@ class BenchmarkActivity : Activity() {
         val warmup = intent.getIntExtra("warmup", 10)
         val workload = intent.getStringExtra("workload") ?: "fixed"
         val data = intent.getStringExtra("data")
+        val engine = intent.getStringExtra("engine")
         val filesDir = getExternalFilesDir(null)!!.canonicalFile
         val out = File(intent.getStringExtra("out") ?: File(filesDir, "bench.json").path).canonicalFile
         if (!out.path.startsWith(filesDir.path + File.separator)) {
@@ -43,9 +48,9 @@ class BenchmarkActivity : Activity() {
             finish()
             return
         }
-        status.text = getString(R.string.benchmark_running, model, threads, iterations)
+        status.text = getString(R.string.benchmark_running, model, engine ?: "its format's engine", threads, iterations)
         Thread {
-            val doc = run(model, threads, iterations, warmup, workload, data)
+            val doc = run(model, engine, threads, iterations, warmup, workload, data)
             val tmp = File(out.path + ".tmp")
             tmp.writeText(Json.write(doc))
             if (!tmp.renameTo(out)) Log.e(TAG, "could not move $tmp to $out")
@@ -54,13 +59,17 @@ class BenchmarkActivity : Activity() {
         }.start()
     }
 
-    private fun run(model: String?, threads: Int, iterations: Int, warmup: Int, workload: String, data: String?): Map<String, Any?> {
+    private fun run(model: String?, engineExtra: String?, threads: Int, iterations: Int, warmup: Int, workload: String, data: String?): Map<String, Any?> {
         val settings = BenchmarkRunner.Settings(threads, iterations, warmup, workload, 0)
         val bundle = try {
             if (model == null) throw BundleException(BundleException.Reason.MISSING_FILE, "no model extra; pass --es model /data/local/tmp/tinybert-edge/BUNDLE")
             BundleManifest.load(File(model))
         } catch (e: BundleException) {
             return failed(e.message ?: e.toString(), settings)
+        }
+        val engine = engineExtra ?: Bundles.defaultEngine(bundle.format)
+        if (engine !in Bundles.ENGINES || !Bundles.runs(engine, bundle)) {
+            return failed("engine $engine cannot run ${bundle.dir.name} (a ${bundle.format} bundle); engines: ${Bundles.ENGINES}", settings)
         }
         val examples = try {
             data?.let { BenchmarkRunner.Example.parseTsv(File(it).readText()) }
@@ -69,7 +78,7 @@ class BenchmarkActivity : Activity() {
         }
         val pss = PssSampler().also { it.start() }
         try {
-            return BenchmarkRunner.run(bundle, Bundles.factory(bundle.format), settings, examples, Bundles.deviceInfo(),
+            return BenchmarkRunner.run(bundle, Bundles.factory(this, engine), settings, examples, Bundles.deviceInfo(),
                 DoubleSupplier { pss.peakMb })
         } finally {
             pss.stop()

@@ -15,9 +15,10 @@ import org.tinybertedge.core.Prediction
 import org.tinybertedge.core.TinyBertEdgeException
 
 /**
- * One screen: pick a backend, type a text, see the label, a confidence bar per label and the
- * latency. Every error (missing or corrupted bundle, runtime failure, wrong logits) is shown in
- * the error line instead of crashing.
+ * One screen: pick a backend (ExecuTorch, LiteRT or MediaPipe), type a text, see the label, a
+ * confidence bar per label and the latency. Every error (missing or corrupted bundle, runtime
+ * failure, outputs of the wrong length) is shown in the error line instead of crashing. The layout
+ * pads itself by the system bars (fitsSystemWindows: targetSdk 35 draws edge to edge).
  */
 class MainActivity : AppCompatActivity() {
     private val worker = Executors.newSingleThreadExecutor()
@@ -38,29 +39,35 @@ class MainActivity : AppCompatActivity() {
         latency = findViewById(R.id.latency)
         error = findViewById(R.id.error)
         val backend = findViewById<RadioGroup>(R.id.backend)
-        backend.setOnCheckedChangeListener { _, id -> load(if (id == R.id.backend_litert) "tflite" else "executorch") }
+        backend.setOnCheckedChangeListener { _, id ->
+            load(when (id) {
+                R.id.backend_litert -> "litert"
+                R.id.backend_mediapipe -> "mediapipe"
+                else -> "executorch"
+            })
+        }
         findViewById<Button>(R.id.classify).setOnClickListener {
             classify(findViewById<EditText>(R.id.text).text.toString())
         }
         load("executorch")
     }
 
-    private fun load(format: String) {
+    private fun load(engine: String) {
         error.text = ""
         info.text = ""
         worker.execute {
             classifier?.close()
             classifier = null
             try {
-                val (bundle, errors) = Bundles.firstOfFormat(this, format)
+                val (bundle, errors) = Bundles.firstFor(this, engine)
                 if (bundle == null) {
                     runOnUiThread { error.text = (listOf(getString(R.string.no_bundle)) + errors).joinToString("\n") }
                     return@execute
                 }
-                val c = Classifier(bundle, Bundles.factory(format).open(bundle, 2))
+                val c = Classifier(bundle, Bundles.factory(this, engine).open(bundle, 2))
                 classifier = c
                 runOnUiThread {
-                    info.text = "${bundle.dir.name}: ${bundle.format} ${bundle.quantization}, ${bundle.artifactBytes() / 1_000_000.0} MB, " +
+                    info.text = "${bundle.dir.name}: ${bundle.format} ${bundle.quantization} on $engine, ${bundle.artifactBytes() / 1_000_000.0} MB, " +
                         "labels ${bundle.labels.joinToString()}"
                 }
             } catch (e: TinyBertEdgeException) {

@@ -11,10 +11,19 @@ import java.util.TreeSet;
 import java.util.function.DoubleSupplier;
 
 /**
- * The app's benchmark mode, free of Android: load time, first inference, warm-up, timed runs,
- * latency statistics and accuracy, returned as the results JSON (schema tinybert-edge/bench-device
- * v1) that `tinybert-edge bench --device adb` pulls and merges into its report (schema
- * tinybert-edge/bench). Failures become {"status": "failed", "reason": ...}, never a crash.
+ * The app's benchmark mode, free of Android: load time, first inference, the bundle's on-device
+ * self-test, warm-up, timed runs, latency statistics and accuracy, returned as the results JSON
+ * (schema tinybert-edge/bench-device v1) that `tinybert-edge bench --device adb` pulls and merges
+ * into its report (schema tinybert-edge/bench). Failures become {"status": "failed", "reason":
+ * ...}, never a crash.
+ *
+ * <p>Order: open the engine (timed: load_s), the first inference (timed: first_inference_ms, the
+ * cold run right after load), then the self-test (selftest.json: every case through the engine,
+ * compared with the exported outputs within the bundle's atol; written as the document's
+ * "self_test"). A failed self-test ends the run with status "failed": no warm-up, no timed runs, so
+ * no latency of an engine that computes something else is ever reported. Token-id engines time
+ * ids in -> outputs out; text-in engines (MediaPipe) time text in -> scores out, their runtime's
+ * tokenization included.
  */
 public final class BenchmarkRunner {
     public static final String SCHEMA = "tinybert-edge/bench-device";
@@ -86,7 +95,8 @@ public final class BenchmarkRunner {
      * @param examples eval texts (null or empty: synthetic full-length inputs, no accuracy)
      * @param device what the app knows of the device (manufacturer, model, abi, sdk, ...)
      * @param peakMemoryMb memory probe (Debug PSS on Android), or null
-     * @return the results map, ready for Json.write
+     * @return the results map, ready for Json.write; "self_test" is there when the bundle has one
+     *     and the engine opened
      */
     public static Map<String, Object> run(BundleManifest bundle, InferenceEngine.Factory factory, Settings s,
                                           List<Example> examples, Map<String, Object> device, DoubleSupplier peakMemoryMb) {
@@ -116,7 +126,7 @@ public final class BenchmarkRunner {
         Map<String, Object> result = new LinkedHashMap<>();
         try {
             s.check();
-            result = measure(bundle, factory, s, examples, peakMemoryMb);
+            result = measure(bundle, factory, s, examples, peakMemoryMb, doc);
         } catch (TinyBertEdgeException | RuntimeException e) {
             result.put("status", "failed");
             result.put("reason", e.getClass().getSimpleName() + ": " + e.getMessage());
@@ -125,8 +135,53 @@ public final class BenchmarkRunner {
         return doc;
     }
 
+    /** One timed call: token ids through run(), or text through classifyText(). */
+    private interface Call {
+        float[] run() throws InferenceException;
+
+        /** The length the model runs at (padded length), for mean_input_tokens. */
+        int tokens();
+    }
+
+    private static Call ids(InferenceEngine engine, PaddedInput in) {
+        return new Call() {
+            public float[] run() throws InferenceException {
+                return engine.run(in);
+            }
+
+            public int tokens() {
+                return in.length();
+            }
+        };
+    }
+
+    private static Call text(InferenceEngine engine, String text, int tokens) {
+        return new Call() {
+            public float[] run() throws InferenceException {
+                return engine.classifyText(text);
+            }
+
+            public int tokens() {
+                return tokens;
+            }
+        };
+    }
+
+    /** Synthetic text of whole vocabulary words, long enough to fill max_seq_len (text-in engines without data). */
+    private static String syntheticText(BundleManifest bundle, Random rng) {
+        List<String> words = new ArrayList<>();
+        for (Map.Entry<String, Integer> e : bundle.vocab.entrySet()) {
+            String w = e.getKey();
+            if (!w.isEmpty() && !w.startsWith("##") && !w.startsWith("[") && w.chars().allMatch(Character::isLetter)) words.add(w);
+        }
+        java.util.Collections.sort(words);
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < bundle.maxSeqLen && !words.isEmpty(); i++) b.append(i == 0 ? "" : " ").append(words.get(rng.nextInt(words.size())));
+        return b.toString();
+    }
+
     private static Map<String, Object> measure(BundleManifest bundle, InferenceEngine.Factory factory, Settings s,
-                                               List<Example> examples, DoubleSupplier peakMemoryMb) throws TinyBertEdgeException {
+                                               List<Example> examples, DoubleSupplier peakMemoryMb, Map<String, Object> doc) throws TinyBertEdgeException {
         boolean haveData = examples != null && !examples.isEmpty();
         if (s.workload.equals("real") && !haveData) throw new IllegalArgumentException("the real workload needs eval texts; push them with --data");
         if (haveData && s.maxExamples > 0 && examples.size() > s.maxExamples) examples = examples.subList(0, s.maxExamples);
@@ -134,37 +189,57 @@ public final class BenchmarkRunner {
         InferenceEngine engine = factory.open(bundle, s.threads);
         double loadS = (System.nanoTime() - t0) / 1e9;
         try (Classifier c = new Classifier(bundle, engine)) {
-            List<PaddedInput> inputs = new ArrayList<>();
+            boolean textIn = engine.takesText();
+            List<Call> calls = new ArrayList<>();
             if (haveData) {
                 for (Example e : examples) {
                     Encoding enc = c.tokenizer().encode(e.text, e.pair, bundle.maxSeqLen);
-                    int len = s.workload.equals("fixed") ? bundle.maxSeqLen : bundle.policy.padLength(enc.length());
-                    inputs.add(enc.pad(len, bundle.tokenizerSettings.padId));
+                    if (textIn) {
+                        if (e.pair != null) throw new IllegalArgumentException(engine.backend() + " takes one text; the eval file has sentence pairs, use the ExecuTorch or LiteRT backend");
+                        calls.add(text(engine, e.text, bundle.policy.padLength(enc.length())));
+                    } else {
+                        int len = s.workload.equals("fixed") ? bundle.maxSeqLen : bundle.policy.padLength(enc.length());
+                        calls.add(ids(engine, enc.pad(len, bundle.tokenizerSettings.padId)));
+                    }
                 }
             } else {  // synthetic full-length inputs from the vocabulary, like the Python harness without data
                 Random rng = new Random(0);
                 for (int k = 0; k < 64; k++) {
+                    if (textIn) {
+                        calls.add(text(engine, syntheticText(bundle, rng), bundle.maxSeqLen));
+                        continue;
+                    }
                     int[] ids = new int[bundle.maxSeqLen];
                     ids[0] = bundle.vocab.get(bundle.tokenizerSettings.clsToken);
                     for (int i = 1; i < ids.length - 1; i++) ids[i] = rng.nextInt(bundle.vocab.size());
                     ids[ids.length - 1] = bundle.vocab.get(bundle.tokenizerSettings.sepToken);
-                    inputs.add(new Encoding(ids, new int[ids.length]).pad(ids.length, bundle.tokenizerSettings.padId));
+                    calls.add(ids(engine, new Encoding(ids, new int[ids.length]).pad(ids.length, bundle.tokenizerSettings.padId)));
                 }
             }
             long t = System.nanoTime();
-            float[] first = engine.run(inputs.get(0));
+            float[] first = calls.get(0).run();
             double firstMs = (System.nanoTime() - t) / 1e6;
             Postprocess.checkLogits(first, bundle.labels.size());
-            for (int i = 0; i < s.warmup; i++) engine.run(inputs.get(i % inputs.size()));
-            int stride = Math.max(1, inputs.size() / s.iterations);  // timed inputs spread over the eval file
+            if (bundle.selfTest != null) {  // before warm-up and timing: a runtime that computes something else is not timed
+                SelfTest.Result st;
+                try {
+                    st = SelfTest.load(bundle).run(bundle, engine);
+                } catch (BundleException e) {
+                    st = SelfTest.Result.failed(e.getMessage());
+                }
+                doc.put("self_test", st.toMap());
+                if (!st.passed) throw new InferenceException("the on-device self-test failed, nothing was timed: " + st.message);
+            }
+            for (int i = 0; i < s.warmup; i++) calls.get(i % calls.size()).run();
+            int stride = Math.max(1, calls.size() / s.iterations);  // timed inputs spread over the eval file
             double[] ms = new double[s.iterations];
             double tokens = 0;
             for (int i = 0; i < s.iterations; i++) {
-                PaddedInput in = inputs.get((i * stride) % inputs.size());
+                Call call = calls.get((i * stride) % calls.size());
                 t = System.nanoTime();
-                engine.run(in);
+                call.run();
                 ms[i] = (System.nanoTime() - t) / 1e6;
-                tokens += in.length();
+                tokens += call.tokens();
             }
             Map<String, Object> r = new LinkedHashMap<>();
             r.put("status", "ok");
@@ -181,9 +256,9 @@ public final class BenchmarkRunner {
                 if (!unknown.isEmpty()) throw new IllegalArgumentException("eval labels " + unknown + " are unknown to the model (labels " + bundle.labels + ")");
                 int right = 0;
                 for (int i = 0; i < examples.size(); i++) {
-                    float[] logits = engine.run(inputs.get(i));
-                    Postprocess.checkLogits(logits, bundle.labels.size());
-                    int best = Postprocess.topK(Postprocess.softmax(logits), 1)[0];
+                    float[] scores = calls.get(i).run();
+                    Postprocess.checkLogits(scores, bundle.labels.size());
+                    int best = Postprocess.topK(bundle.probabilities(scores), 1)[0];
                     if (bundle.labels.get(best).equals(examples.get(i).label)) right++;
                 }
                 r.put("accuracy", (double) right / examples.size());

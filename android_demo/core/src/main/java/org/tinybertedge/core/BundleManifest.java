@@ -16,16 +16,39 @@ import java.util.Map;
 
 /**
  * A bundle directory written by `tinybert-edge export`: metadata.json (schema
- * tinybert-edge/bundle v1), the artifact, vocab.txt and labels.txt, each checked against its
- * sha256 before anything is used.
+ * tinybert-edge/bundle v2), the artifact, vocab.txt, labels.txt and selftest.json, each checked
+ * against its sha256 before anything is used.
+ *
+ * <p>v2 (this reader) adds what the artifact outputs (outputs[0].kind: "logits", the app applies
+ * softmax; "probabilities", softmax is inside the model as in LiteRT/MediaPipe .tflite bundles),
+ * the on-device self-test (self_test: selftest.json, its number of cases and atol) and, for
+ * MediaPipe-ready .tflite files, the "mediapipe" entry. v1 bundles are refused (export again), as
+ * the Python kit refuses them.
  */
 public final class BundleManifest {
     public static final String SCHEMA = "tinybert-edge/bundle";
-    public static final int SCHEMA_VERSION = 1;
+    public static final int SCHEMA_VERSION = 2;
+    /** Formats this app runs: .pte, .tflite, and single-signature .tflite with MediaPipe metadata. */
+    public static final List<String> FORMATS = Arrays.asList("executorch", "tflite", "mediapipe");
+
+    /** metadata.json "self_test": where the golden inputs are and how close a device must come. */
+    public static final class SelfTestEntry {
+        /** selftest.json, relative to the bundle directory (sha256-checked like every file). */
+        public final String file;
+        public final int cases;
+        /** Largest allowed |device output - exported output|, in the units of {@link #outputsKind}. */
+        public final double atol;
+
+        SelfTestEntry(String file, int cases, double atol) {
+            this.file = file;
+            this.cases = cases;
+            this.atol = atol;
+        }
+    }
 
     public final File dir;
     public final Map<String, Object> metadata;
-    /** "executorch" or "tflite". */
+    /** "executorch", "tflite" or "mediapipe" (a single-signature .tflite with TFLite Model Metadata). */
     public final String format;
     public final File artifact;
     public final List<String> labels;
@@ -38,11 +61,18 @@ public final class BundleManifest {
     public final String quantization;
     public final TokenizerSettings tokenizerSettings;
     public final Map<String, Integer> vocab;
+    /** What the artifact returns per class: "logits" (softmax in the app) or "probabilities" (softmax in the model). */
+    public final String outputsKind;
+    /** The bundle's on-device self-test, or null when metadata.json has none. */
+    public final SelfTestEntry selfTest;
+    /** True when MediaPipe Tasks' TextClassifier can load the artifact as is (metadata "mediapipe".loadable). */
+    public final boolean mediapipeLoadable;
     private final WordPieceTokenizer tokenizer;
 
     private BundleManifest(File dir, Map<String, Object> metadata, String format, File artifact, List<String> labels,
                            int maxSeqLen, SeqLenPolicy policy, Map<Integer, String> signatures, String inputDtype,
                            String quantization, TokenizerSettings tokenizerSettings, Map<String, Integer> vocab,
+                           String outputsKind, SelfTestEntry selfTest, boolean mediapipeLoadable,
                            WordPieceTokenizer tokenizer) {
         this.dir = dir;
         this.metadata = metadata;
@@ -56,6 +86,9 @@ public final class BundleManifest {
         this.quantization = quantization;
         this.tokenizerSettings = tokenizerSettings;
         this.vocab = vocab;
+        this.outputsKind = outputsKind;
+        this.selfTest = selfTest;
+        this.mediapipeLoadable = mediapipeLoadable;
         this.tokenizer = tokenizer;
     }
 
@@ -64,9 +97,10 @@ public final class BundleManifest {
      *
      * @param dir the bundle directory (holding metadata.json)
      * @return the manifest
-     * @throws BundleException missing file, sha256 mismatch, malformed or unknown metadata, unknown
-     *     input dtype, max_seq_len of 2 or less, vocabulary without [CLS]/[SEP]/[UNK], labels.txt
-     *     not matching, or a bundle that failed validation on export
+     * @throws BundleException missing file, sha256 mismatch, malformed or unknown metadata (a
+     *     schema version other than 2, an unknown output kind), unknown input dtype, max_seq_len of
+     *     2 or less, vocabulary without [CLS]/[SEP]/[UNK], labels.txt or the output shape not
+     *     matching the labels, or a bundle that failed validation on export
      */
     @SuppressWarnings("unchecked")
     public static BundleManifest load(File dir) throws BundleException {
@@ -90,6 +124,9 @@ public final class BundleManifest {
         if (version > SCHEMA_VERSION) {
             throw new BundleException(BundleException.Reason.BAD_METADATA, metaFile + " has schema version " + version + "; this app reads up to " + SCHEMA_VERSION + ", update the app");
         }
+        if (version < SCHEMA_VERSION) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, metaFile + " has schema version " + version + " (an older tinybert-edge: no output kind, no self-test); export the bundle again");
+        }
         Map<String, Object> files = Json.obj(meta, "files", where);
         for (Map.Entry<String, Object> e : files.entrySet()) {
             File f = new File(dir, e.getKey());
@@ -102,8 +139,8 @@ public final class BundleManifest {
             }
         }
         String format = Json.str(meta, "format", where);
-        if (!format.equals("executorch") && !format.equals("tflite")) {
-            throw new BundleException(BundleException.Reason.BAD_METADATA, where + ": unknown format " + format + " (executorch or tflite)");
+        if (!FORMATS.contains(format)) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, where + ": unknown format " + format + " (executorch, tflite or mediapipe)");
         }
         if (!"passed".equals(meta.get("status"))) {
             throw new BundleException(BundleException.Reason.FAILED_VALIDATION, dir + " failed validation on export (status " + meta.get("status") + "); export it again");
@@ -141,6 +178,10 @@ public final class BundleManifest {
         if (!labelLines.equals(labels)) {
             throw new BundleException(BundleException.Reason.LABELS_MISMATCH, "labels.txt " + labelLines + " does not match metadata.json " + labels + "; export the bundle again");
         }
+        String outputsKind = outputsKind(meta, labels.size(), where);
+        SelfTestEntry selfTest = selfTest(meta, files, where);
+        Object mp = meta.get("mediapipe");
+        boolean mediapipeLoadable = mp instanceof Map && Boolean.TRUE.equals(((Map<String, Object>) mp).get("loadable"));
         Map<String, Object> tok = Json.obj(meta, "tokenizer", where);
         TokenizerSettings ts = TokenizerSettings.fromMetadata(tok);
         List<String> vocabLines = readLines(new File(dir, Json.str(tok, "vocab_file", where + " tokenizer")));
@@ -150,20 +191,82 @@ public final class BundleManifest {
         WordPieceTokenizer tokenizer = new WordPieceTokenizer(vocab, ts, CharTables.defaults());
         String quant = Json.str(Json.obj(meta, "quantization", where), "name", where + " quantization");
         return new BundleManifest(dir, meta, format, new File(dir, artifactName), labels, (int) maxSeqLen, policy, sigs,
-                dtype, quant, ts, vocab, tokenizer);
+                dtype, quant, ts, vocab, outputsKind, selfTest, mediapipeLoadable, tokenizer);
+    }
+
+    /** outputs[0].kind, checked against the labels: its shape must end in the number of labels. */
+    @SuppressWarnings("unchecked")
+    private static String outputsKind(Map<String, Object> meta, int numLabels, String where) throws BundleException {
+        List<Object> outs = Json.list(meta, "outputs", where);
+        if (outs.isEmpty() || !(outs.get(0) instanceof Map)) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, where + ": \"outputs\" has no output object; export the bundle again");
+        }
+        Map<String, Object> out = (Map<String, Object>) outs.get(0);
+        String w = where + " outputs[0]";
+        String kind = Json.str(out, "kind", w);
+        if (!kind.equals("logits") && !kind.equals("probabilities")) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, w + ": unknown kind " + kind + " (logits or probabilities); update the app or export the bundle again");
+        }
+        List<Object> shape = Json.list(out, "shape", w);
+        Object last = shape.isEmpty() ? null : shape.get(shape.size() - 1);
+        if (!(last instanceof Long) || (Long) last != numLabels) {
+            throw new BundleException(BundleException.Reason.LABELS_MISMATCH, w + ": shape " + shape + " does not end in the " + numLabels + " labels of labels.txt; export the bundle again");
+        }
+        return kind;
+    }
+
+    /** metadata.json "self_test" (optional): its file must be one of the sha256-checked files. */
+    @SuppressWarnings("unchecked")
+    private static SelfTestEntry selfTest(Map<String, Object> meta, Map<String, Object> files, String where) throws BundleException {
+        if (!meta.containsKey("self_test")) return null;
+        Map<String, Object> st = Json.obj(meta, "self_test", where);
+        String w = where + " self_test";
+        String file = Json.str(st, "file", w);
+        if (!files.containsKey(file)) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, w + ": " + file + " has no sha256 in \"files\"; export the bundle again");
+        }
+        long cases = Json.num(st, "cases", w);
+        double atol = Json.dbl(st, "atol", w);
+        if (cases < 1 || !(atol > 0)) {
+            throw new BundleException(BundleException.Reason.BAD_METADATA, w + ": needs at least one case and an atol above 0 (got " + cases + ", " + atol + ")");
+        }
+        return new SelfTestEntry(file, (int) cases, atol);
+    }
+
+    /**
+     * Class probabilities from what the engine returned: softmax when the artifact outputs logits,
+     * the scores as they are when the softmax is inside the model.
+     *
+     * @param scores the engine's output for one input, in label order
+     * @return probabilities
+     */
+    public double[] probabilities(float[] scores) {
+        return Postprocess.probabilities(scores, outputsKind);
     }
 
     /**
      * Refuses a bundle an engine cannot run.
      *
-     * @param wantFormat the engine's format ("executorch" or "tflite")
+     * @param wantFormat the engine's format ("executorch", "tflite" or "mediapipe")
      * @param wantDtype the input dtype its runtime takes ("int64" or "int32")
      * @throws BundleException when the bundle is of another format or dtype
      */
     public void requireFormat(String wantFormat, String wantDtype) throws BundleException {
-        if (!format.equals(wantFormat)) {
+        requireAnyFormat(java.util.Collections.singletonList(wantFormat), wantDtype);
+    }
+
+    /**
+     * Refuses a bundle an engine cannot run (an engine may take several formats: LiteRT runs
+     * "tflite" and "mediapipe" bundles alike).
+     *
+     * @param wantFormats the formats the engine runs
+     * @param wantDtype the input dtype its runtime takes ("int64" or "int32")
+     * @throws BundleException when the bundle is of another format or dtype
+     */
+    public void requireAnyFormat(List<String> wantFormats, String wantDtype) throws BundleException {
+        if (!wantFormats.contains(format)) {
             throw new BundleException(BundleException.Reason.BAD_METADATA, dir.getName() + " is a " + format + " bundle; pick the "
-                    + (format.equals("tflite") ? "LiteRT" : "ExecuTorch") + " backend for it");
+                    + (format.equals("executorch") ? "ExecuTorch" : format.equals("mediapipe") ? "MediaPipe or LiteRT" : "LiteRT") + " backend for it");
         }
         if (!inputDtype.equals(wantDtype)) {
             throw new BundleException(BundleException.Reason.UNKNOWN_DTYPE, dir.getName() + ": " + format + " inputs must be " + wantDtype

@@ -237,6 +237,12 @@ public final class Json {
         return (Long) v;
     }
 
+    static double dbl(Map<String, Object> m, String key, String where) throws BundleException {
+        Object v = get(m, key, where);
+        if (!(v instanceof Long) && !(v instanceof Double)) throw new BundleException(BundleException.Reason.BAD_METADATA, where + ": \"" + key + "\" is not a number");
+        return ((Number) v).doubleValue();
+    }
+
     @SuppressWarnings("unchecked")
     static List<Object> list(Map<String, Object> m, String key, String where) throws BundleException {
         Object v = get(m, key, where);

@@ -2,7 +2,11 @@ package org.tinybertedge.core;
 
 import java.util.Arrays;
 
-/** Logits -> probabilities -> ranked labels, with the checks an app needs before it trusts a runtime's output. */
+/**
+ * Model outputs -> probabilities -> ranked labels, with the checks an app needs before it trusts a
+ * runtime's output. A bundle says what its artifact outputs (metadata.json outputs[0].kind):
+ * "logits" get the softmax here, "probabilities" (softmax inside the model) pass through.
+ */
 public final class Postprocess {
     private Postprocess() {
     }
@@ -27,6 +31,22 @@ public final class Postprocess {
     }
 
     /**
+     * Probabilities from one row of model outputs of the given kind.
+     *
+     * @param scores what the runtime returned, in label order
+     * @param outputsKind "logits" (softmax applied here) or "probabilities" (returned as they are)
+     * @return class probabilities
+     * @throws IllegalArgumentException on another kind
+     */
+    public static double[] probabilities(float[] scores, String outputsKind) {
+        if ("logits".equals(outputsKind)) return softmax(scores);
+        if (!"probabilities".equals(outputsKind)) throw new IllegalArgumentException("unknown output kind " + outputsKind + " (logits or probabilities)");
+        double[] p = new double[scores.length];
+        for (int k = 0; k < p.length; k++) p[k] = scores[k];
+        return p;
+    }
+
+    /**
      * Class ids by descending probability; ties keep the lower id first (numpy's stable argsort of -p).
      *
      * @param probabilities class probabilities
@@ -44,7 +64,7 @@ public final class Postprocess {
     }
 
     /**
-     * Refuses logits that do not match the bundle's labels.
+     * Refuses outputs (logits or probabilities) that do not match the bundle's labels.
      *
      * @param logits what the runtime returned
      * @param numLabels labels in the bundle

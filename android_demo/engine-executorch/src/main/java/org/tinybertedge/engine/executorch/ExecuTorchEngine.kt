@@ -1,6 +1,7 @@
 package org.tinybertedge.engine.executorch
 
 import org.pytorch.executorch.EValue
+import org.pytorch.executorch.ExecutorchRuntimeException
 import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
 import org.tinybertedge.core.BundleException
@@ -13,7 +14,8 @@ import org.tinybertedge.core.PaddedInput
  * Runs a .pte bundle with ExecuTorch's Android runtime (XNNPACK-delegated program).
  *
  * Inputs are int64 (1, L) tensors input_ids, attention_mask, token_type_ids, as metadata.json
- * says; the method is "forward" for fixed and dynamic bundles and "seq<L>" per bucket.
+ * says; the method is "forward" for fixed and dynamic bundles and "seq<L>" per bucket. Outputs are
+ * logits (metadata.json outputs[0].kind), so the core applies the softmax.
  */
 class ExecuTorchEngine private constructor(
     private val module: Module,
@@ -32,7 +34,7 @@ class ExecuTorchEngine private constructor(
         try {
             val out = module.execute(method, *inputs.toTypedArray())
             return out[0].toTensor().dataAsFloatArray
-        } catch (e: RuntimeException) {
+        } catch (e: RuntimeException) {  // ExecutorchRuntimeException included
             throw InferenceException("ExecuTorch failed to run $method of ${bundle.artifact.name}: ${e.message}", e)
         }
     }
@@ -42,7 +44,11 @@ class ExecuTorchEngine private constructor(
     }
 
     companion object {
-        /** Opens the bundle's .pte (memory-mapped) with `threads` threads and checks its methods. */
+        /**
+         * Opens the bundle's .pte (memory-mapped) with `threads` threads, checks its methods and
+         * loads every one of them (Module.loadMethod: program parsing, memory planning, XNNPACK
+         * delegate setup), so that none of that lands in the first timed inference.
+         */
         @JvmStatic
         fun open(bundle: BundleManifest, threads: Int): ExecuTorchEngine {
             bundle.requireFormat("executorch", "int64")
@@ -56,6 +62,15 @@ class ExecuTorchEngine private constructor(
             if (!methods.containsAll(wanted)) {
                 module.destroy()
                 throw BundleException(BundleException.Reason.BAD_METADATA, "${bundle.artifact.name} has methods $methods, metadata.json expects $wanted; export the bundle again")
+            }
+            for (name in wanted.sorted()) {
+                try {
+                    module.loadMethod(name)  // executorch-android 1.4+: returns nothing, throws on failure
+                } catch (e: ExecutorchRuntimeException) {
+                    module.destroy()
+                    throw InferenceException("ExecuTorch cannot load method $name of ${bundle.artifact.name} (error ${e.errorCode}): ${e.message}; " +
+                        "export the bundle again with the executorch version of this app (see android_demo/README.md)", e)
+                }
             }
             return ExecuTorchEngine(module, bundle)
         }

@@ -8,11 +8,14 @@ import org.tinybertedge.core.InferenceException
 import org.tinybertedge.core.PaddedInput
 
 /**
- * Runs a .tflite bundle with LiteRT's Interpreter and the XNNPACK delegate.
+ * Runs a .tflite bundle ("tflite" or "mediapipe" format) with LiteRT's Interpreter and the
+ * XNNPACK delegate.
  *
  * Inputs are int32 (1, L) arrays fed by signature ("serving_default" for fixed bundles,
  * "seq<L>" per bucket); litert-torch names them args_0, args_1, args_2 in positional order
- * (input_ids, attention_mask, token_type_ids), as the Python runner relies on too.
+ * (input_ids, attention_mask, token_type_ids), as the Python runner relies on too. Outputs are
+ * probabilities (softmax inside the graph, metadata.json outputs[0].kind), which the core passes
+ * through.
  */
 class LiteRTEngine private constructor(
     private val interpreter: Interpreter,
@@ -32,10 +35,12 @@ class LiteRTEngine private constructor(
             names.forEachIndexed { i, name -> inputs[name] = arrayOf(values[i]) }
             val outName = interpreter.getSignatureOutputs(key)[0]
             val outShape = interpreter.getOutputTensorFromSignature(outName, key).shape()
-            val logits = Array(outShape[0]) { FloatArray(outShape[outShape.size - 1]) }
-            interpreter.runSignature(inputs, mapOf<String, Any>(outName to logits), key)
-            return logits[0]
-        } catch (e: IllegalArgumentException) {
+            val scores = Array(outShape[0]) { FloatArray(outShape[outShape.size - 1]) }
+            interpreter.runSignature(inputs, mapOf<String, Any>(outName to scores), key)
+            return scores[0]
+        } catch (e: IllegalArgumentException) {  // wrong input names, shapes or types
+            throw InferenceException("LiteRT refused the inputs of signature $key of ${bundle.artifact.name}: ${e.message}", e)
+        } catch (e: IllegalStateException) {  // tensor allocation or invoke failed inside the runtime
             throw InferenceException("LiteRT failed to run signature $key of ${bundle.artifact.name}: ${e.message}", e)
         }
     }
@@ -48,12 +53,14 @@ class LiteRTEngine private constructor(
         /** Opens the bundle's .tflite with XNNPACK and `threads` threads and checks its signatures. */
         @JvmStatic
         fun open(bundle: BundleManifest, threads: Int): LiteRTEngine {
-            bundle.requireFormat("tflite", "int32")
+            bundle.requireAnyFormat(listOf("tflite", "mediapipe"), "int32")
             val options = Interpreter.Options().setNumThreads(threads).setUseXNNPACK(true)
             val interpreter = try {
                 Interpreter(bundle.artifact, options)
-            } catch (e: IllegalArgumentException) {
+            } catch (e: IllegalArgumentException) {  // not a flatbuffer, unreadable file
                 throw InferenceException("LiteRT cannot load ${bundle.artifact}: ${e.message}; push the bundle again", e)
+            } catch (e: IllegalStateException) {  // delegate or tensor allocation failed
+                throw InferenceException("LiteRT cannot prepare ${bundle.artifact} (XNNPACK, $threads threads): ${e.message}", e)
             }
             val keys = interpreter.signatureKeys.toSet()
             if (!keys.containsAll(bundle.signatures.values)) {

@@ -1,0 +1,2 @@
+package com.google.mediapipe.tasks.core;
+public enum Delegate { CPU, GPU }
