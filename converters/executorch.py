@@ -134,7 +134,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                           f"{', '.join(QUANTIZATIONS)}")
     policy = policy or SeqLenPolicy.make(seq_len or 128)
     out_path = Path(out_path)
-    wrapper, tok, config = load_for_export(model_dir)
+    wrapper, tok, config = load_for_export(model_dir, xnnpack=True)
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from tinybert_edge import __version__
 from tinybert_edge.data import Columns, iter_task_examples
@@ -87,11 +89,78 @@ class ExportableClassifier(nn.Module):
         return torch.softmax(logits, dim=-1) if self.probabilities else logits
 
 
-def load_for_export(model_dir: str | Path, probabilities: bool = False):
+XNNPACK_ATTENTION = "tinybert_edge_xnnpack"
+
+
+def xnnpack_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                      **kwargs):
+    """Eager attention written as 3-D batch matmuls over (batch x heads).
+
+    torch.matmul on 4-D tensors exports as expand_copy + view + bmm; the expand copies (16 for the
+    4-layer student) run as portable kernels outside the XNNPACK delegate and split it into many
+    partitions (benchmarks/results/op_profile: 0.72 ms of 7.6 ms). Same arithmetic, in eval mode.
+    Shapes: query/key/value (B, h, T, d); returns ((B, T, h, d), None) like HF's eager attention.
+    """
+    b, h, t, d = query.shape
+    if scaling is None:
+        scaling = d ** -0.5
+    q = query.reshape(b * h, t, d)
+    k = key.reshape(b * h, t, d)
+    v = value.reshape(b * h, t, d)
+    scores = torch.bmm(q, k.transpose(1, 2)).view(b, h, t, t) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.softmax(scores, dim=-1).view(b * h, t, t)
+    return torch.bmm(weights, v).view(b, h, t, d).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(XNNPACK_ATTENTION, xnnpack_attention)
+AttentionMaskInterface.register(XNNPACK_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+
+
+class LayerNorm4d(nn.Module):
+    """LayerNorm over the last dimension computed as mean/sub/mul/rsqrt on a (B, T, 1, H) view.
+
+    ExecuTorch's XNNPACK partitioner takes neither native_layer_norm nor a mean over one dim of a
+    3-D tensor, but it takes mean over the two innermost dims of a 4-D tensor, so this form runs
+    inside the delegate (LiteRT decomposes LayerNorm the same way on its own).
+    """
+
+    def __init__(self, ln: nn.LayerNorm):
+        super().__init__()
+        self.weight, self.bias, self.eps = ln.weight, ln.bias, ln.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x4 = x.reshape(shape[0], shape[1], 1, shape[2])
+        centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
+        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+        y = (centred * torch.rsqrt(var + self.eps)).reshape(shape)
+        return y * self.weight + self.bias
+
+
+def _replace_layer_norms(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.LayerNorm) and len(child.normalized_shape) == 1:
+            setattr(module, name, LayerNorm4d(child))
+        else:
+            _replace_layer_norms(child)
+
+
+def _xnnpack_friendly(model: nn.Module) -> nn.Module:
+    _replace_layer_norms(model)
+    model.config._attn_implementation = XNNPACK_ATTENTION
+    return model
+
+
+def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack: bool = False):
     """Load a student (or any BERT-family classifier) with eager attention, in eval mode.
 
     Args:
         probabilities: the wrapper ends in softmax.
+        xnnpack: write attention as 3-D batch matmuls and LayerNorm as 4-D means, the forms
+            ExecuTorch's XNNPACK partitioner delegates (same outputs; see LayerNorm4d).
 
     Returns:
         (wrapper, tokenizer, config), the wrapper an ExportableClassifier.
@@ -100,6 +169,8 @@ def load_for_export(model_dir: str | Path, probabilities: bool = False):
         tinybert_edge.errors.ModelError: not a BERT-family sequence classifier.
     """
     model = load_classifier(model_dir, attn_implementation="eager").eval()
+    if xnnpack:
+        _xnnpack_friendly(model)
     return ExportableClassifier(model, probabilities).eval(), load_tokenizer(model_dir), model.config
 
 

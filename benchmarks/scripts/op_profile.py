@@ -665,6 +665,11 @@ def main(argv=None) -> int:
         for b in a.bundle:
             print(f"profiling {b} ...", file=sys.stderr, flush=True)
             profiles.append(profile_bundle(b, a.seq_len, a.runs, a.threads))
+        # two bundles of one name (the same export before and after a change): name them by folder
+        seen = [p["name"] for p in profiles]
+        for p in profiles:
+            if seen.count(p["name"]) > 1:
+                p["name"] = f"{Path(p['bundle']).parent.name}/{p['name']}"
     except KitError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
