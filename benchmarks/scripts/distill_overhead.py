@@ -13,7 +13,7 @@ The optimizer step is excluded from both (it is identical). Warm-up first, then 
 of interleaved repetitions.
 
 Usage:
-    python benchmarks/distill_overhead.py [--reps 30] [--threads 2] [--out benchmarks/results]
+    python -m benchmarks.scripts.distill_overhead [--reps 30] [--threads 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
