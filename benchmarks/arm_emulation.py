@@ -97,9 +97,9 @@ def require_tools() -> dict[str, str]:
     return {"qemu": qemu, "builder": builder}
 
 
-def _run(cmd: list[str], what: str, timeout: float, env=None) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, timeout: float, env=None, cwd=None) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise ArmCheckError(f"{what} took longer than {timeout:.0f} s") from None
     if proc.returncode != 0:
@@ -227,7 +227,10 @@ def check_bundle(bundle_dir: Path, texts: list[str], root: Path, sites: list[Pat
                "tinybert_edge.benchmarks.arm_runner", str(b.path.resolve()), str(inputs), str(out), "--threads", "1",
                "--runs", "0"]  # one pass: emulated timings are no ARM speed, so none are taken
         t0 = time.perf_counter()
-        _run(cmd, f"the emulated aarch64 run of {bundle_dir}", timeout, env=env)
+        # cwd outside any checkout: `python -m` puts the working directory first on sys.path, and
+        # a source tree's tinybert_edge/ (without converters/ and benchmarks/ inside, which the
+        # wheel maps there) would shadow the kit copied for the guest
+        _run(cmd, f"the emulated aarch64 run of {bundle_dir}", timeout, env=env, cwd=tmp)
         wall = time.perf_counter() - t0
         res = json.loads(out.read_text())
     arm = np.asarray(res["logits"], dtype=np.float64)
