@@ -89,3 +89,18 @@ def test_unknown_arm_is_one_clear_error(grid_args, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown arm(s) paper-ful; known arms: teacher,")
     assert not (tmp_path / "r").exists()
+
+
+def test_one_seed_of_an_arm_can_be_asked_for_before_the_others(tmp_path):
+    from benchmarks.scripts.reproduce import Grid, GridConfig
+
+    from tinybert_edge.errors import ConfigError
+
+    g = Grid(tmp_path, GridConfig(), None)
+    # the teacher first; name@first-seed is the arm's plain instance; a later plain name adds only what is missing
+    assert g.names(["ours-sliced-td@42", "student-finetune", "ours-sliced-td"]) == [
+        "teacher", "ours-sliced-td", "student-finetune", "ours-sliced-td@43", "ours-sliced-td@44"]
+    with pytest.raises(ConfigError, match="ours-sliced-td@45: arm ours-sliced-td runs seeds 42, 43, 44"):
+        g.names(["ours-sliced-td@45"])
+    with pytest.raises(ConfigError, match="unknown arm"):
+        g.names(["no-such-arm@42"])

@@ -272,22 +272,35 @@ class Grid:
 
     # ---- arms ------------------------------------------------------------------------------
     def names(self, selection: list[str] | None) -> list[str]:
-        """Arm instances (name or name@seed) to run, in grid order.
+        """Arm instances (name or name@seed) to run, in the order given (default: grid order).
+
+        An arm name stands for all its seeds; `name@seed` for one of them, so a sitting can run
+        the first seed of many arms before the other seeds of any.
 
         Raises:
-            ConfigError: an unknown arm name.
+            ConfigError: an unknown arm name, or a seed the arm does not run.
         """
         chosen = list(self.arms) if not selection else selection
-        unknown = [a for a in chosen if a not in self.arms]
+        unknown = [a for a in chosen if a.split("@")[0] not in self.arms]
         if unknown:
             raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; known arms: {', '.join(self.arms)}")
         # every "% of the teacher" needs its teacher's row: run it first when not asked for
-        refs = ["small-teacher"] if any(self.arms[a].small for a in chosen) else []
-        chosen = [r for r in ["teacher", *refs] if r not in chosen] + chosen
+        bare = [a.split("@")[0] for a in chosen]
+        refs = ["small-teacher"] if any(self.arms[a].small for a in bare) else []
+        chosen = [r for r in ["teacher", *refs] if r not in bare] + chosen
         out = []
-        for name in chosen:
+        for item in chosen:
+            name, _, seed = item.partition("@")
             arm = self.arms[name]
-            out += [name] + [f"{name}@{s}" for s in self.cfg.seeds[1:arm.seeds]]
+            seeds = self.cfg.seeds[:arm.seeds]
+            if seed:
+                if not seed.isdigit() or int(seed) not in seeds:
+                    raise ConfigError(f"{item}: arm {name} runs seeds {', '.join(map(str, seeds))}; "
+                                      f"use one of {', '.join(f'{name}@{s}' for s in seeds)}")
+                inst = [name if int(seed) == seeds[0] else item]
+            else:
+                inst = [name] + [f"{name}@{s}" for s in seeds[1:]]
+            out += [i for i in inst if i not in out]
         return out
 
     def arm_dir(self, instance: str) -> Path:
