@@ -52,7 +52,11 @@ def test_no_matmul_outside_xnnpack_and_layernorm_reported(exported):
         ops = r.details["ops_outside_delegate"]
         assert not [op for op in ops if op.split(".")[-1] in ("mm", "bmm", "addmm", "linear", "matmul")], ops
         assert r.details["ops_outside_delegate_total"] == sum(ops.values()) > 0
-    assert "aten.native_layer_norm" in exported[1][("none", "fixed")].details["ops_outside_delegate"]
+    # LayerNorm (as 4-D means) and attention (3-D bmm, no expand copies) run inside XNNPACK: the
+    # two portable-kernel costs the per-operator profile found (BENCHMARKS.md, issue #14)
+    for r in exported[1].values():
+        ops = r.details["ops_outside_delegate"]
+        assert not [op for op in ops if "layer_norm" in op or "expand" in op], ops
 
 
 def test_outside_delegate_counter_sees_undelegated_matmuls():
