@@ -2,6 +2,7 @@
 refused when the student does not fit, and a better start than random on the real teacher."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,8 +112,7 @@ def test_cli_refuses_a_student_that_does_not_fit_and_writes_nothing(tiny_assets,
     assert not out.exists()
 
 
-def test_task_distillation_slices_the_pretrained_model_the_teacher_was_fine_tuned_from(tiny_assets, tmp_path,
-                                                                                      capsys):
+def test_task_distillation_slices_the_fine_tuned_teacher_by_default(tiny_assets, tmp_path, capsys):
     common = ["--batch-size", "8", "--max-seq-len", "16", "--checkpoint-every", "0"]
     small = ["--hidden", "36", "--ffn", "40"]
     assert main(["finetune", "--model", str(tiny_assets["teacher_base"]), "--train", str(tiny_assets["train"]),
@@ -121,10 +121,16 @@ def test_task_distillation_slices_the_pretrained_model_the_teacher_was_fine_tune
                  "--out", str(tmp_path / "s"), "--intermediate-max-steps", "1", "--prediction-max-steps", "1",
                  *small, *common]) == 0
     out = capsys.readouterr().out
-    assert f"student init: sliced from {tiny_assets['teacher_base']}" in out
-    assert "the pre-trained model the teacher was fine-tuned from" in out
+    teacher = tmp_path / "t" / "model"
+    assert "the fine-tuned teacher itself" in out and "student init: sliced from" in out
     spec = json.loads((tmp_path / "s" / "tinybert_edge_run.json").read_text())["spec"]
-    assert spec["init"]["kind"] == "sliced" and spec["init"]["source"] == str(tiny_assets["teacher_base"])
+    assert spec["init"]["kind"] == "sliced" and Path(spec["init"]["source"]).resolve() == teacher.resolve()
+    # --slice-from still takes the pre-trained model
+    assert main(["distill", "task", "--teacher", str(tmp_path / "t"), "--train", str(tiny_assets["train"]),
+                 "--out", str(tmp_path / "s2"), "--intermediate-max-steps", "1", "--prediction-max-steps", "1",
+                 "--slice-from", str(tiny_assets["teacher_base"]), *small, *common]) == 0
+    spec = json.loads((tmp_path / "s2" / "tinybert_edge_run.json").read_text())["spec"]
+    assert spec["init"]["source"] == str(tiny_assets["teacher_base"])
 
 
 @pytest.mark.slow

@@ -382,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "overrides --init")
     t.add_argument("--init", choices=["auto", "sliced", "random"], default="auto",
                    help="without --student-init: auto = the newest cached general-distillation student of the "
-                   "pre-trained teacher and this shape, else sliced; sliced = cut out of the pre-trained teacher, "
+                   "pre-trained teacher and this shape, else sliced; sliced = cut out of the fine-tuned teacher, "
                    "units ranked on --train; random = the paper's init (default auto)")
-    t.add_argument("--slice-from", help="pre-trained encoder to slice (default: the model the teacher was fine-tuned "
-                   "from, as finetune recorded it; else the teacher itself)")
+    t.add_argument("--slice-from", help="encoder to slice (default: the fine-tuned --teacher itself, measured best; "
+                   "give the pre-trained model to slice that instead)")
     t.add_argument("--train", required=True, help="task data for step 1 (e.g. augmented)")
     t.add_argument("--prediction-data", help="task data for step 2 (default: --train)")
     t.add_argument("--dev", help="the teacher is checked on it first, the student scored on it last")
