@@ -500,7 +500,7 @@ def plot(summary: dict, path: Path) -> None:
                            (99, "-", "99 %: full-profile goal")):
         ax.axvline(x, color="gray", linestyle=style, linewidth=0.8, label=what)
     ax.set_xlabel("% of the teacher's accuracy (96.8 % = the paper's TinyBERT-4 claim)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=5, fontsize=8)  # below the axes: never over a bar
     ax.set_title("Student accuracy as % of its teacher's, per arm")
     ends = {"random": ("gd-curve-random-0", "paper-no-da"), "sliced": ("ours-sliced-td", "ours-sliced-gd-td")}
     by_name = {r["arm"]: r for r in summary["rows"]}
