@@ -93,6 +93,52 @@ class FinetuneObjective(nn.Module):
         return self.model
 
 
+class TeacherLogitCache:
+    """The teacher's logits per input, recorded in task step 1 and reused by step 2.
+
+    Step 1 already runs the task teacher over every training example (its classifier head comes
+    with the hidden states), and step 2 needs only those logits: the frozen teacher in eval mode
+    gives the same logits for the same tokens, so step 2 can skip the teacher forward, about a
+    third of its step time. Keys are the exact unpadded token ids and segment ids of a row, so a
+    row tokenized differently (another max length, another file) is a miss and runs the teacher.
+
+    Args:
+        max_rows: stop recording beyond this many rows (memory bound; misses then run the teacher).
+    """
+
+    def __init__(self, max_rows: int = 2_000_000):
+        self.max_rows = max_rows
+        self._logits: dict[bytes, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._logits)
+
+    @staticmethod
+    def _keys(inputs: dict[str, torch.Tensor]) -> list[bytes]:
+        ids, types = inputs["input_ids"].cpu(), inputs["token_type_ids"].cpu()
+        mask = inputs["attention_mask"].cpu().bool()
+        return [ids[i][mask[i]].numpy().tobytes() + b"|" + types[i][mask[i]].numpy().tobytes()
+                for i in range(ids.shape[0])]
+
+    def put(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
+        """Record a batch's teacher logits (B, C)."""
+        rows = logits.detach().float().clone().unbind(0)
+        for key, row in zip(self._keys(inputs), rows):
+            if len(self._logits) >= self.max_rows and key not in self._logits:
+                return
+            self._logits[key] = row
+
+    def get(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's teacher logits (B, C) when every row was recorded, else None."""
+        rows = [self._logits.get(k) for k in self._keys(inputs)]
+        if any(r is None for r in rows):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return torch.stack(rows)
+
+
 class DistillObjective(nn.Module):
     """TinyBERT Transformer distillation: L = sum of lambda-weighted layer losses.
 
@@ -105,13 +151,16 @@ class DistillObjective(nn.Module):
         settings: DistillSettings.
         score_capture: how attention scores are taken ("inside" the attention, or by "hooks" that
             recompute QK^T; see attention.py). Same values; "inside" is cheaper.
+        logit_cache: shared by step 1 (records the teacher's logits) and step 2 (reads them
+            instead of running the teacher); None runs the teacher every step.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, settings: DistillSettings,
-                 score_capture: str = "inside"):
+                 score_capture: str = "inside", logit_cache: TeacherLogitCache | None = None):
         super().__init__()
         self.student = student
         self.settings = settings
+        self.logit_cache = logit_cache
         teacher.eval()
         teacher.requires_grad_(False)
         # Kept out of _modules so DDP, the optimizer and checkpoints never see it.
@@ -157,9 +206,11 @@ class DistillObjective(nn.Module):
         mask = batch["attention_mask"]  # (B, T)
         s = self.settings
         if not s.intermediate:
-            with torch.inference_mode():
-                t_logits = self.teacher(**inputs).logits
-            t_logits = t_logits.clone()  # softmax(t_logits) is saved for backward: leave inference mode
+            t_logits = self.logit_cache.get(inputs) if self.logit_cache is not None else None
+            if t_logits is None:
+                with torch.inference_mode():
+                    t_logits = self.teacher(**inputs).logits
+                t_logits = t_logits.clone()  # softmax(t_logits) is saved for backward: leave inference mode
             s_logits = self.student(**inputs).logits  # (B, C)
             if s_logits.shape[-1] == 1:
                 pred = regression_loss(s_logits, t_logits)
@@ -172,6 +223,8 @@ class DistillObjective(nn.Module):
             t_out = self.teacher(**inputs, output_hidden_states=True)
             t_scores = {n: rec.scores(n) for n in set(lm.teacher_for_student)}
             t_hidden = {n: t_out.hidden_states[n] for n in {0, *lm.teacher_for_student}}
+            if self.logit_cache is not None and getattr(t_out, "logits", None) is not None:
+                self.logit_cache.put(inputs, t_out.logits)
         self._teacher_rec.clear()
         # Teacher tensors stay inference tensors (no copy): the losses only subtract them from
         # student tensors, and subtraction saves nothing for backward.

@@ -22,7 +22,7 @@ from .mapping import LayerMap
 from .files import copy_dir_atomically, write_json_atomically
 from .models import (RUN_MARKER, check_classifier, count_parameters, get_preset, load_classifier, load_config,
                      load_encoder, load_tokenizer, max_positions, resolve_model_dir, student_config)
-from .objectives import DistillObjective, DistillSettings, FinetuneObjective
+from .objectives import DistillObjective, DistillSettings, FinetuneObjective, TeacherLogitCache
 from .slicing import check_fits, load_sliced, measure_importance, plan_slice, sample_texts
 from .training import (TrainConfig, TrainResult, check_run_dir, init_run_dir, make_accelerator, run_completed,
                        seed_everything, train)
@@ -497,6 +497,8 @@ class _StepRunner:
         self.acc, self.say, self.teacher, self.tok = acc, say, teacher, tok
         self.t_cfg, self.shape, self.head, self.lm = t_cfg, shape, head, lm
         self.resume, self.common = resume, common_spec
+        # step 1 records the teacher's logits, step 2 reads them (see TeacherLogitCache)
+        self.logit_cache = TeacherLogitCache()
 
     def __call__(self, run_dir: Path, description: str, init: StudentInit, settings: DistillSettings | None,
                  data: TextBatches, cfg: TrainConfig, data_path: str) -> StudentInit:
@@ -515,10 +517,14 @@ class _StepRunner:
             self.say(f"{description}: already complete in {run_dir}")
         else:
             student = _build_student(init, self.t_cfg, self.shape, self.lm, cfg.seed, head=self.head)
-            objective = (DistillObjective(student, self.teacher, settings) if settings is not None
-                         else FinetuneObjective(student))
+            objective = (DistillObjective(student, self.teacher, settings, logit_cache=self.logit_cache)
+                         if settings is not None else FinetuneObjective(student))
             train(objective, data, cfg, run_dir, self.tok, resume=resuming, description=description,
                   accelerator=acc, model_files={"distillation_config.json": spec})
+            cache = self.logit_cache
+            if settings is not None and not settings.intermediate and cache.hits:
+                self.say(f"{description}: the teacher's logits recorded in step 1 served {cache.hits} of "
+                         f"{cache.hits + cache.misses} batches (the teacher ran for the rest)")
         return StudentInit("dir", run_dir / "model")
 
 

@@ -1,0 +1,110 @@
+"""Task step 2 reuses the teacher logits recorded in step 1 (TeacherLogitCache).
+
+Claims: the cached logits are the teacher's (same loss as running the teacher), step 2 runs no
+teacher forward when every row was seen in step 1, a row never seen runs the teacher, and a
+whole task distillation with the cache gives the same student as one without it.
+Real HF models (tiny configs), real tokenizer, the real training loop.
+"""
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from conftest import make_tokenizer, tiny_config
+from tinybert_edge.mapping import LayerMap
+from tinybert_edge.objectives import DistillObjective, DistillSettings, TeacherLogitCache
+
+
+def _models():
+    torch.manual_seed(0)
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}, "num_labels": 2}
+    teacher = AutoModelForSequenceClassification.from_config(tiny_config(6, **labels)).eval()
+    student = AutoModelForSequenceClassification.from_config(tiny_config(4, **labels)).eval()  # no dropout
+    return teacher, student
+
+
+def _batch(tok, texts):
+    enc = tok(texts, padding="longest", return_tensors="pt")
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+class _Calls:
+    def __init__(self, module):
+        self.n = 0
+        module.register_forward_hook(lambda *_: setattr(self, "n", self.n + 1))
+
+
+def test_step2_reads_step1_logits_instead_of_running_the_teacher(tmp_path):
+    teacher, student = _models()
+    tok = make_tokenizer(tmp_path / "tok")
+    lm = LayerMap.uniform(4, 6)
+    cache = TeacherLogitCache()
+    step1 = DistillObjective(student, teacher, DistillSettings("task-intermediate", lm), logit_cache=cache)
+    texts = ["the film was good", "a very long and boring story of a sad actor", "fun"]
+    step1(_batch(tok, texts))
+    assert len(cache) == 3
+
+    calls = _Calls(teacher)
+    step2 = DistillObjective(student, teacher, DistillSettings("task-prediction", lm), logit_cache=cache)
+    plain = DistillObjective(student, teacher, DistillSettings("task-prediction", lm))
+    # another batch of the same rows: other order, other padding length (the long row left out)
+    again = _batch(tok, ["fun", "the film was good"])
+    with torch.no_grad():
+        cached_loss = step2(again)["loss"]
+    assert calls.n == 0 and cache.hits == 1, "step 2 ran the teacher although step 1 recorded every row"
+    with torch.no_grad():
+        teacher_loss = plain(again)["loss"]
+    assert calls.n == 1
+    assert torch.allclose(cached_loss, teacher_loss, atol=1e-6), (cached_loss, teacher_loss)
+
+    # a row step 1 never saw: the teacher runs for the batch, and the loss is still the teacher's
+    new = _batch(tok, ["fun", "great music"])
+    with torch.no_grad():
+        loss_new = step2(new)["loss"]
+    assert calls.n == 2 and cache.misses == 1
+    with torch.no_grad():
+        assert torch.allclose(loss_new, plain(new)["loss"], atol=1e-6)
+
+
+def test_rows_tokenized_differently_are_misses(tmp_path):
+    teacher, student = _models()
+    tok = make_tokenizer(tmp_path / "tok")
+    cache = TeacherLogitCache()
+    b = _batch(tok, ["the film was good and fun"])
+    cache.put(b, torch.tensor([[1.0, -1.0]]))
+    assert cache.get(b) is not None
+    short = tok(["the film was good and fun"], truncation=True, max_length=5, return_tensors="pt")
+    assert cache.get({k: short[k] for k in ("input_ids", "attention_mask", "token_type_ids")}) is None
+    pair = tok(["the film was good and fun"], ["fun"], return_tensors="pt")
+    assert cache.get({k: pair[k] for k in ("input_ids", "attention_mask", "token_type_ids")}) is None
+
+
+def test_cache_stops_recording_at_its_bound(tmp_path):
+    tok = make_tokenizer(tmp_path / "tok")
+    cache = TeacherLogitCache(max_rows=2)
+    cache.put(_batch(tok, ["good", "bad", "fun"]), torch.zeros(3, 2))
+    assert len(cache) == 2
+    assert cache.get(_batch(tok, ["fun"])) is None
+
+
+def test_task_distillation_with_the_cache_equals_one_without(tiny_assets, tmp_path, monkeypatch, capsys):
+    from tinybert_edge.cli import main
+
+    a = tiny_assets
+    common = ["distill", "task", "--teacher", str(a["teacher_cls"]), "--train", str(a["train"]), "--init", "sliced",
+              "--layers", "4", "--hidden", "36", "--ffn", "48", "--batch-size", "8", "--max-seq-len", "32",
+              "--checkpoint-every", "0", "--intermediate-epochs", "1", "--prediction-epochs", "2", "--prediction-lr", "5e-3"]
+    assert main([*common, "--out", str(tmp_path / "cached")]) == 0
+    out = capsys.readouterr()
+    assert "served 12 of 12 batches" in out.out + out.err  # 48 rows / 8 = 6 batches x 2 epochs
+
+    monkeypatch.setattr(TeacherLogitCache, "get", lambda self, inputs: None)  # the teacher runs every step
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    w1 = load_file(str(tmp_path / "cached" / "model" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "plain" / "model" / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    worst = max((w1[k] - w2[k]).abs().max().item() for k in w1)
+    moved = max((w1[k] - load_file(str(tmp_path / "cached" / "step1-intermediate" / "model" / "model.safetensors"))[k])
+                .abs().max().item() for k in w1)
+    assert moved > 1e-3, "step 2 did not train"
+    assert worst < 1e-5, f"cached and uncached step 2 differ by {worst}"
