@@ -92,3 +92,17 @@ def test_unknown_eval_labels_fail_the_row_not_the_table(tiny, tmp_path):
     assert row["status"] == "failed" and "unknown to the model" in row["reason"]
     paths = write_report(report, tmp_path / "r")
     assert "failed: " in to_markdown(report) and paths["png"].is_file()
+
+
+def test_known_accuracy_is_used_and_measured_accuracy_agrees(tiny):
+    # The demo hands the bench the accuracy its export validation measured on the same dev rows;
+    # the row must carry it (and say so), and it must be what the timing process would measure.
+    root, teacher, student, dev = tiny
+    settings = dict(threads=[1], workloads=["real"], seq_len=32, data=str(dev), runs=2, warmup=0)
+    measured = run_bench([Target("student", "eager", str(student), "student")], **settings)["rows"][0]
+    assert measured["status"] == "ok" and "accuracy_source" not in measured
+    given = run_bench([Target("student", "eager", str(student), "student",
+                              known_accuracy=(measured["accuracy"], 30))], **settings)["rows"][0]
+    assert given["accuracy"] == measured["accuracy"] and given["accuracy_examples"] == 30
+    assert "before the benchmark" in given["accuracy_source"]
+
