@@ -87,19 +87,20 @@ def test_cache_stops_recording_at_its_bound(tmp_path):
     assert cache.get(_batch(tok, ["fun"])) is None
 
 
-def test_task_distillation_with_the_cache_equals_one_without(tiny_assets, tmp_path, monkeypatch, capsys):
+def test_task_distillation_with_the_cache_equals_one_without(tiny_assets, tmp_path, capsys):
     from tinybert_edge.cli import main
 
     a = tiny_assets
     common = ["distill", "task", "--teacher", str(a["teacher_cls"]), "--train", str(a["train"]), "--init", "sliced",
               "--layers", "4", "--hidden", "36", "--ffn", "48", "--batch-size", "8", "--max-seq-len", "32",
               "--checkpoint-every", "0", "--intermediate-epochs", "1", "--prediction-epochs", "2", "--prediction-lr", "5e-3"]
-    assert main([*common, "--out", str(tmp_path / "cached")]) == 0
+    assert main([*common, "--reuse-teacher-logits", "--out", str(tmp_path / "cached")]) == 0
     out = capsys.readouterr()
     assert "served 12 of 12 batches" in out.out + out.err  # 48 rows / 8 = 6 batches x 2 epochs
 
-    monkeypatch.setattr(TeacherLogitCache, "get", lambda self, inputs: None)  # the teacher runs every step
-    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0  # default: the teacher runs every step
+    out = capsys.readouterr()
+    assert "served" not in out.out + out.err
     w1 = load_file(str(tmp_path / "cached" / "model" / "model.safetensors"))
     w2 = load_file(str(tmp_path / "plain" / "model" / "model.safetensors"))
     assert w1.keys() == w2.keys()

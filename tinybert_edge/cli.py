@@ -151,7 +151,8 @@ def cmd_distill_task(a) -> int:
                          slice_from=a.slice_from, preset=a.preset, preset_overrides=_overrides(a),
                          layer_map=a.layer_map, projection=a.projection, prediction_file=a.prediction_data,
                          dev_file=a.dev, columns=_columns(a), strict_teacher_check=a.strict_teacher_check,
-                         strict_student_check=a.strict_student_check, resume=a.resume, overwrite=a.overwrite)
+                         strict_student_check=a.strict_student_check,
+                         reuse_teacher_logits=a.reuse_teacher_logits, resume=a.resume, overwrite=a.overwrite)
     print(f"student saved to {final}")
     return 0
 
@@ -402,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strict-teacher-check", action="store_true", help="fail when the teacher is near chance on --dev")
     t.add_argument("--strict-student-check", action="store_true",
                    help="fail (and write no OUT/model) when the student is near chance on --dev")
+    t.add_argument("--reuse-teacher-logits", action="store_true",
+                   help="step 2 reads the teacher logits recorded in step 1 instead of running the teacher (about a "
+                        "third faster; equal within 1e-5, not bit for bit, to a run resumed between the steps)")
     _student_args(t)
     _column_args(t)
     _train_args(t, epochs=1, lr=5e-5)

@@ -359,6 +359,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                  projection: str = "per-layer", prediction_file: str | Path | None = None,
                  dev_file: str | Path | None = None, columns: Columns = Columns(),
                  strict_teacher_check: bool = False, strict_student_check: bool = False,
+                 reuse_teacher_logits: bool = False,
                  cache_root: Path | None = None, resume: bool = False, overwrite: bool = False) -> Path:
     """Task distillation: step 1 intermediate layers, then step 2 prediction layer.
 
@@ -370,6 +371,8 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         steps: which steps to run and their settings (None skips a step).
         student_init, init, slice_from: the student's first weights (see resolve_student_init).
         prediction_file: task data for step 2 (default: train_file).
+        reuse_teacher_logits: step 2 reads the teacher logits step 1 recorded instead of running
+            the teacher (faster; not bit-identical to a run resumed between the steps).
         dev_file: the teacher is checked on it before distilling and the student after.
         strict_teacher_check: fail (instead of warn) when the teacher is near chance on dev.
         strict_student_check: fail (instead of warn) when the student is near chance on dev;
@@ -446,8 +449,13 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                  "code's label-order bug would go unnoticed)")
     say(f"student init: {s_init.describe()}")
 
+    # Step 2 reading step 1's teacher logits skips its teacher forward; off by default because a
+    # run resumed between or inside the steps then differs from an uninterrupted one by float
+    # rounding (within 1e-5), and resumed runs must equal uninterrupted ones bit for bit.
     run = _StepRunner(acc, say, teacher, tok, t_cfg, shape, head, lm, resuming,
                       {"teacher": str(t_dir), "student": shape.__dict__})
+    if reuse_teacher_logits:
+        run.logit_cache = TeacherLogitCache()
     current = s_init
     if steps.intermediate is not None:  # step 1: intermediate-layer distillation
         settings = DistillSettings("task-intermediate", lm, projection, weight_embedding=steps.weight_embedding,
@@ -498,7 +506,7 @@ class _StepRunner:
         self.t_cfg, self.shape, self.head, self.lm = t_cfg, shape, head, lm
         self.resume, self.common = resume, common_spec
         # step 1 records the teacher's logits, step 2 reads them (see TeacherLogitCache)
-        self.logit_cache = TeacherLogitCache()
+        self.logit_cache = None
 
     def __call__(self, run_dir: Path, description: str, init: StudentInit, settings: DistillSettings | None,
                  data: TextBatches, cfg: TrainConfig, data_path: str) -> StudentInit:
@@ -522,7 +530,7 @@ class _StepRunner:
             train(objective, data, cfg, run_dir, self.tok, resume=resuming, description=description,
                   accelerator=acc, model_files={"distillation_config.json": spec})
             cache = self.logit_cache
-            if settings is not None and not settings.intermediate and cache.hits:
+            if cache is not None and settings is not None and not settings.intermediate and cache.hits:
                 self.say(f"{description}: the teacher's logits recorded in step 1 served {cache.hits} of "
                          f"{cache.hits + cache.misses} batches (the teacher ran for the rest)")
         return StudentInit("dir", run_dir / "model")
