@@ -453,9 +453,8 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
     # run resumed between or inside the steps then differs from an uninterrupted one by float
     # rounding (within 1e-5), and resumed runs must equal uninterrupted ones bit for bit.
     run = _StepRunner(acc, say, teacher, tok, t_cfg, shape, head, lm, resuming,
-                      {"teacher": str(t_dir), "student": shape.__dict__})
-    if reuse_teacher_logits:
-        run.logit_cache = TeacherLogitCache()
+                      {"teacher": str(t_dir), "student": shape.__dict__},
+                      logit_cache=TeacherLogitCache() if reuse_teacher_logits else None)
     current = s_init
     if steps.intermediate is not None:  # step 1: intermediate-layer distillation
         settings = DistillSettings("task-intermediate", lm, projection, weight_embedding=steps.weight_embedding,
@@ -501,12 +500,12 @@ class _StepRunner:
     """Runs one step of task distillation in its own run directory: the paper's two steps are
     two calls. Returns the next StudentInit (the step's model directory)."""
 
-    def __init__(self, acc, say, teacher, tok, t_cfg, shape, head, lm, resume, common_spec):
+    def __init__(self, acc, say, teacher, tok, t_cfg, shape, head, lm, resume, common_spec,
+                 logit_cache: TeacherLogitCache | None = None):
         self.acc, self.say, self.teacher, self.tok = acc, say, teacher, tok
         self.t_cfg, self.shape, self.head, self.lm = t_cfg, shape, head, lm
         self.resume, self.common = resume, common_spec
-        # step 1 records the teacher's logits, step 2 reads them (see TeacherLogitCache)
-        self.logit_cache = None
+        self.logit_cache = logit_cache  # step 1 records the teacher's logits, step 2 reads them
 
     def __call__(self, run_dir: Path, description: str, init: StudentInit, settings: DistillSettings | None,
                  data: TextBatches, cfg: TrainConfig, data_path: str) -> StudentInit:
