@@ -6,12 +6,16 @@ whole task distillation with the cache gives the same student as one without it.
 Real HF models (tiny configs), real tokenizer, the real training loop.
 """
 
+import shutil
+
+import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
 from conftest import make_tokenizer, tiny_config
 from tinybert_edge.mapping import LayerMap
+from tinybert_edge.errors import CheckpointError
 from tinybert_edge.objectives import DistillObjective, DistillSettings, TeacherLogitCache
 
 
@@ -94,11 +98,11 @@ def test_task_distillation_with_the_cache_equals_one_without(tiny_assets, tmp_pa
     common = ["distill", "task", "--teacher", str(a["teacher_cls"]), "--train", str(a["train"]), "--init", "sliced",
               "--layers", "4", "--hidden", "36", "--ffn", "48", "--batch-size", "8", "--max-seq-len", "32",
               "--checkpoint-every", "0", "--intermediate-epochs", "1", "--prediction-epochs", "2", "--prediction-lr", "5e-3"]
-    assert main([*common, "--reuse-teacher-logits", "--out", str(tmp_path / "cached")]) == 0
+    assert main([*common, "--out", str(tmp_path / "cached")]) == 0  # default: the cache is on
     out = capsys.readouterr()
     assert "served 12 of 12 batches" in out.out + out.err  # 48 rows / 8 = 6 batches x 2 epochs
 
-    assert main([*common, "--out", str(tmp_path / "plain")]) == 0  # default: the teacher runs every step
+    assert main([*common, "--no-reuse-teacher-logits", "--out", str(tmp_path / "plain")]) == 0
     out = capsys.readouterr()
     assert "served" not in out.out + out.err
     w1 = load_file(str(tmp_path / "cached" / "model" / "model.safetensors"))
@@ -109,3 +113,56 @@ def test_task_distillation_with_the_cache_equals_one_without(tiny_assets, tmp_pa
                 .abs().max().item() for k in w1)
     assert moved > 1e-3, "step 2 did not train"
     assert worst < 1e-5, f"cached and uncached step 2 differ by {worst}"
+
+
+def test_cache_state_round_trips_and_a_broken_one_is_refused(tmp_path):
+    tok = make_tokenizer(tmp_path / "tok")
+    cache = TeacherLogitCache()
+    b = _batch(tok, ["good", "a long and boring film", "fun"])
+    cache.put(b, torch.tensor([[0.5, -1.25], [2.0, 3.0], [-0.125, 7.5]]))
+    save_file(cache.state_dict(), str(tmp_path / "c.safetensors"))
+    again = TeacherLogitCache()
+    again.load_state_dict(load_file(str(tmp_path / "c.safetensors")))
+    assert len(again) == 3 and torch.equal(again.get(b), cache.get(b))
+    empty = TeacherLogitCache()
+    empty.load_state_dict(TeacherLogitCache().state_dict())
+    assert len(empty) == 0
+    broken = cache.state_dict()
+    broken["key_lengths"] = broken["key_lengths"][:2]
+    with pytest.raises(CheckpointError, match="not a logit cache"):
+        again.load_state_dict(broken)
+
+
+def test_resumed_inside_or_after_step_1_equals_uninterrupted_with_the_cache(tiny_assets, tmp_path, capsys):
+    """The cache is saved with step 1's checkpoints and its finished run: a run interrupted inside
+    step 1 (after its step-3 checkpoint) or between the steps resumes to the very same student,
+    bit for bit, and its step 2 still runs no teacher."""
+    from tinybert_edge.cli import main
+
+    a = tiny_assets
+    common = ["distill", "task", "--teacher", str(a["teacher_cls"]), "--train", str(a["train"]), "--init", "sliced",
+              "--layers", "4", "--hidden", "36", "--ffn", "48", "--batch-size", "8", "--max-seq-len", "32",
+              "--checkpoint-every", "3", "--intermediate-epochs", "1", "--prediction-epochs", "2",
+              "--prediction-lr", "5e-3"]
+    ref = tmp_path / "uninterrupted"
+    assert main([*common, "--out", str(ref)]) == 0
+    want = (ref / "model" / "model.safetensors").read_bytes()
+    for where in ("between", "inside"):
+        run = tmp_path / where
+        shutil.copytree(ref, run)
+        # what a kill leaves: no step 2, no final model (and, inside step 1, only its step-3 checkpoint)
+        shutil.rmtree(run / "model")
+        shutil.rmtree(run / "step2-prediction")
+        s1 = run / "step1-intermediate"
+        if where == "inside":
+            shutil.rmtree(s1 / "model")
+            (s1 / "summary.json").unlink()
+            (s1 / "objective-state-rank0.safetensors").unlink()
+            assert (s1 / "checkpoints" / "step-00000003" / "objective-state-rank0.safetensors").is_file()
+        capsys.readouterr()
+        assert main([*common, "--out", str(run), "--resume"]) == 0
+        out = capsys.readouterr()
+        log = out.out + out.err
+        assert ("from step-00000003" in log) == (where == "inside"), log
+        assert "served 12 of 12 batches" in log, f"{where}: step 2 ran the teacher after the resume"
+        assert (run / "model" / "model.safetensors").read_bytes() == want, f"resumed {where} step 1 differs"

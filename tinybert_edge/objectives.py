@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionScoreRecorder
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .losses import attention_loss, hidden_loss, prediction_loss, regression_loss
 from .mapping import LayerMap
 
@@ -138,6 +138,41 @@ class TeacherLogitCache:
         self.hits += 1
         return torch.stack(rows)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The recorded rows as plain tensors (safetensors-ready, no pickle), in recording order.
+
+        Saved with step 1's checkpoints and its finished run, so a run resumed inside or after
+        step 1 gives step 2 the very logits an uninterrupted run would have: bit-identical.
+        """
+        keys = list(self._logits)
+        n_cls = next(iter(self._logits.values())).numel() if keys else 0
+        return {
+            "keys": torch.frombuffer(bytearray(b"".join(keys)), dtype=torch.uint8) if keys
+            else torch.zeros(0, dtype=torch.uint8),
+            "key_lengths": torch.tensor([len(k) for k in keys], dtype=torch.int64),
+            "logits": torch.stack([self._logits[k] for k in keys]) if keys else torch.zeros(0, n_cls),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Replace the recorded rows with `state` (from state_dict).
+
+        Raises:
+            CheckpointError: the tensors do not describe a cache (missing, inconsistent sizes).
+        """
+        try:
+            blob, lengths, logits = state["keys"], state["key_lengths"], state["logits"]
+            if int(lengths.sum()) != blob.numel() or lengths.numel() != logits.shape[0]:
+                raise ValueError(f"{lengths.numel()} keys, {blob.numel()} key bytes, {logits.shape[0]} logit rows")
+        except (KeyError, ValueError, IndexError) as e:
+            raise CheckpointError(f"the saved teacher logits are not a logit cache ({e}); delete the file to "
+                                  "recompute them, or pass --overwrite") from None
+        data = blob.numpy().tobytes()
+        self._logits = {}
+        start = 0
+        for n, row in zip(lengths.tolist(), logits.float().unbind(0)):
+            self._logits[data[start:start + n]] = row.clone()
+            start += n
+
 
 class DistillObjective(nn.Module):
     """TinyBERT Transformer distillation: L = sum of lambda-weighted layer losses.
@@ -197,6 +232,18 @@ class DistillObjective(nn.Module):
 
     def trained_model(self) -> nn.Module:
         return self.student
+
+    def extra_state(self) -> dict[str, torch.Tensor] | None:
+        """State outside the parameters that a resumed run needs to equal an uninterrupted one:
+        the teacher logits this step has recorded so far (only step 1 records). None: nothing."""
+        if self.logit_cache is None or not self.settings.intermediate:
+            return None
+        return self.logit_cache.state_dict()
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what extra_state returned (on resume)."""
+        if self.logit_cache is not None:
+            self.logit_cache.load_state_dict(state)
 
     def _w_h(self, m: int) -> nn.Linear:
         return self.proj_hidden[m - 1] if len(self.proj_hidden) > 1 else self.proj_hidden[0]

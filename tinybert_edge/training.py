@@ -7,9 +7,13 @@ A run directory holds:
     tinybert_edge_run.json   what the run is (kind and every option); resume refuses a mismatch
     checkpoints/step-N/      trainable weights (safetensors), optimizer (torch, loaded with
                              weights_only), scheduler + data position + Python RNG (JSON), torch
-                             RNG per process (safetensors), manifest.json with sha256 of each file
+                             RNG per process (safetensors), the objective's extra state per
+                             process if it has one (safetensors), manifest.json with sha256 of
+                             each file
     checkpoints/latest       name of the newest complete checkpoint
     metrics.jsonl            per-loss values every `log_every` steps
+    objective-state-rankR.safetensors  the objective's extra state at the end, if any (e.g. the
+                             teacher logits task step 1 recorded for step 2)
     model/                   the final HF model directory, written atomically at the end
     summary.json             written last; its presence means the run completed
 """
@@ -35,6 +39,7 @@ from .files import sha256_file, write_json_atomically
 from .models import RUN_MARKER, save_model_atomically
 
 CHECKPOINT_FORMAT = 1
+EXTRA_STATE = "objective-state-rank{rank}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,8 @@ class Checkpointer:
         found = sorted(p for p in self.dir.glob("step-*") if p.is_dir())
         return found[-1] if found else None
 
-    def save(self, accelerator, objective, optimizer, scheduler, state: dict) -> Path:
+    def save(self, accelerator, objective, optimizer, scheduler, state: dict,
+             extra: dict[str, torch.Tensor] | None = None) -> Path:
         name = f"step-{state['step']:08d}"
         tmp = self.dir / f".{name}.tmp"
         if accelerator.is_main_process:
@@ -248,6 +254,8 @@ class Checkpointer:
             rng["torch_cuda"] = torch.cuda.get_rng_state()
         save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
         (tmp / f"python-random-rank{rank}.json").write_text(json.dumps(random.getstate()))
+        if extra is not None:  # per process: each records the rows of its own shard
+            save_file(extra, str(tmp / EXTRA_STATE.format(rank=rank)))
         if accelerator.is_main_process:
             save_model(accelerator.unwrap_model(objective), str(tmp / "trainable.safetensors"))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -320,6 +328,9 @@ class Checkpointer:
             torch.cuda.set_rng_state(rng["torch_cuda"])
         py = json.loads((ckpt / f"python-random-rank{rank}.json").read_text())
         random.setstate((py[0], tuple(py[1]), py[2]))
+        extra = ckpt / EXTRA_STATE.format(rank=rank)
+        if extra.is_file() and hasattr(objective, "load_extra_state"):
+            objective.load_extra_state(load_file(str(extra)))
         return state
 
 
@@ -453,12 +464,16 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                 ckpt.save(accelerator, model, optimizer, scheduler,
                           {"step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
                            "world_size": world, "format": CHECKPOINT_FORMAT,
-                           "elapsed_seconds": elapsed_before + time.perf_counter() - t0})
+                           "elapsed_seconds": elapsed_before + time.perf_counter() - t0},
+                          extra=_extra_state(objective))
             if step >= total:
                 break
     bar.close()
     seconds = time.perf_counter() - t0
     model_dir = run_dir / "model"
+    extra = _extra_state(objective)
+    if extra is not None:  # before model/ and summary.json: a finished run always has it
+        save_file_atomically(extra, run_dir / EXTRA_STATE.format(rank=rank))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model).trained_model()
@@ -470,6 +485,34 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
         })
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, model_dir, step, seconds, resumed_from, last)
+
+
+def _extra_state(objective) -> dict[str, torch.Tensor] | None:
+    """The objective's state beyond its parameters (e.g. recorded teacher logits), or None."""
+    get = getattr(objective, "extra_state", None)
+    return get() if get is not None else None
+
+
+def load_extra_state(run_dir: Path, rank: int = 0) -> dict[str, torch.Tensor] | None:
+    """The objective state a finished run saved beside its model (see train), or None.
+
+    Raises:
+        CheckpointError: the file is there but unreadable.
+    """
+    f = Path(run_dir) / EXTRA_STATE.format(rank=rank)
+    if not f.is_file():
+        return None
+    try:
+        return load_file(str(f))
+    except Exception as e:
+        raise CheckpointError(f"{f} is unreadable ({e}); delete it (it is recomputed) or pass --overwrite") from None
+
+
+def save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors file written under a temporary name, then renamed: never half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

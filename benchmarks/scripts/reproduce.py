@@ -356,7 +356,10 @@ class Grid:
             self.log(f"== arm {instance}: {arm.label}")
             model = distill_task(teacher, data, d / "student", steps, layer_map=arm.layer_map,
                                  preset_overrides=self._overrides(), dev_file=self.inp.dev,
-                                 cache_root=self.shared / "gd-cache", resume=True, **init_kw)
+                                 cache_root=self.shared / "gd-cache", resume=True,
+                                 # every arm ran the teacher in step 2 before the logit cache existed;
+                                 # the same code path keeps arms (and their wall times) comparable
+                                 reuse_teacher_logits=False, **init_kw)
             seconds = 0.0
             for sub in ("step1-intermediate", "step2-prediction"):
                 s = d / "student" / sub / "summary.json"
