@@ -104,3 +104,18 @@ def test_one_seed_of_an_arm_can_be_asked_for_before_the_others(tmp_path):
         g.names(["ours-sliced-td@45"])
     with pytest.raises(ConfigError, match="unknown arm"):
         g.names(["no-such-arm@42"])
+
+
+def test_small_data_arms_run_at_least_one_pass_over_their_augmented_rows(grid_args, tmp_path):
+    """At 1,000 rows the grid's epochs of the original rows gave 96 steps in all, too few to judge a
+    method by; each step of a small-data arm now runs at least one pass over what it trains on."""
+    import math
+
+    runs = tmp_path / "runs"
+    assert main(grid_args(runs, tmp_path / "out", "small-ours")) == 0
+    r = json.loads((runs / "arms" / "small-ours" / "result.json").read_text())
+    side = json.loads((runs / "shared" / "aug-small" / "train_aug.tsv.json").read_text())
+    one_pass = math.ceil(side["output_rows"] / TINY["batch_size"])
+    plain = math.ceil(TINY["small_rows"] / TINY["batch_size"])  # 1 epoch of the 20 original rows, per step
+    assert one_pass > plain
+    assert r["steps"] == 2 * one_pass, (r["steps"], one_pass)

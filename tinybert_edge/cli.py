@@ -335,7 +335,7 @@ def _bench_on_device(a, threads: list[int]) -> int:
 def cmd_demo(a) -> int:
     report = run_demo(Path(a.out), profile=a.profile, cache=Path(a.cache) if a.cache else None,
                       source=Path(a.source) if a.source else None, resume=a.resume, overwrite=a.overwrite,
-                      export=not a.skip_export, seed=a.seed)
+                      export=not a.skip_export, seed=a.seed, precision=a.precision)
     failed = [r for r in report.get("artifacts", {}).get("rows", []) if r["status"] != "passed"]
     return 3 if failed else 0
 
@@ -509,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--from", dest="source", help="package files to use instead of downloading")
     dm.add_argument("--skip-export", action="store_true", help="stop after evaluation (no on-device bundles)")
     dm.add_argument("--seed", type=int, default=42, help="seed of the distillation (repeat runs with other seeds)")
+    dm.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="training precision: auto = bf16 autocast where the CPU/GPU does bf16 natively "
+                         "(AVX512-BF16, AMX, Arm BF16, CUDA), else fp32; evaluation and export are fp32")
     dm.add_argument("--resume", action="store_true")
     dm.add_argument("--overwrite", action="store_true")
     dm.set_defaults(func=cmd_demo)

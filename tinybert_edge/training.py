@@ -334,6 +334,26 @@ class Checkpointer:
         return state
 
 
+def native_bf16() -> str | None:
+    """Why this machine runs bf16 matmuls natively (a CPU flag or the CUDA device), else None.
+
+    bf16 autocast pays only where the hardware has bf16 dot products (x86 AVX512-BF16 or AMX,
+    Arm's BF16 extension, a CUDA GPU); elsewhere it emulates them and is slower than fp32.
+    """
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return f"CUDA {torch.cuda.get_device_name(0)}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set()
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    found = [f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags]
+    return f"CPU flag {found[0]}" if found else None
+
+
 def make_accelerator(cfg: TrainConfig):
     """An Accelerator for this process: CPU unless CUDA is present; DDP tolerates unused params
     (the pooler and head are unused in intermediate-layer distillation).

@@ -138,6 +138,9 @@ class GridConfig:
         gd_steps, gd_lr, gd_seq_len, gd_batch_size, gd_snapshots: general distillation.
         aug_n, aug_p, aug_k: augmentation (paper: 20, 0.4, 15).
         small_rows, small_teacher_epochs: the small-data setting.
+        small_min_data_epochs: each task step of a small-data arm runs at least this many passes
+            over the data it trains on (the augmented rows with DA). Counted in epochs of the
+            original rows, 1,000 rows give 32 steps a step, too few to judge a method by.
         seeds: seeds of the headline arms.
         student: preset overrides (tests use a tiny student).
     """
@@ -160,6 +163,7 @@ class GridConfig:
     aug_k: int = 15
     small_rows: int = 1000
     small_teacher_epochs: int = 8
+    small_min_data_epochs: float = 1.0
     seeds: tuple[int, ...] = (42, 43, 44)
     student: dict = field(default_factory=dict)
 
@@ -332,6 +336,9 @@ class Grid:
             s1_steps = int(c.step1_epochs * per_epoch * arm.budget)
             s2_steps = int(c.step2_epochs * per_epoch * arm.budget)
             data_epochs = lambda n: max(1, math.ceil(n / math.ceil(self._rows(data) / c.batch_size)))  # noqa: E731
+            if arm.small:
+                floor = int(c.small_min_data_epochs * math.ceil(self._rows(data) / c.batch_size))
+                s1_steps, s2_steps = max(s1_steps, floor), max(s2_steps, floor)
             step1 = TrainConfig(epochs=data_epochs(s1_steps), max_steps=s1_steps, batch_size=c.batch_size,
                                 learning_rate=c.step1_lr, max_seq_len=c.seq_len, seed=seed) if arm.step1 else None
             step2 = None
