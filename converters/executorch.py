@@ -134,7 +134,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                           f"{', '.join(QUANTIZATIONS)}")
     policy = policy or SeqLenPolicy.make(seq_len or 128)
     out_path = Path(out_path)
-    wrapper, tok, config = load_for_export(model_dir, xnnpack=True)
+    # Static int8 masks padding after the softmax: an additive mask bias would share the scores'
+    # quantized range and flatten them (keep_mask_attention).
+    wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization == "int8-static")
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
 

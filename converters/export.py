@@ -84,8 +84,11 @@ class ExportableClassifier(nn.Module):
         self.probabilities = probabilities  # softmax inside the graph (MediaPipe expects probabilities)
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        bias = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
-        logits = self.model(input_ids=input_ids, attention_mask=bias, token_type_ids=token_type_ids).logits
+        if getattr(self.model.config, "_attn_implementation", None) == KEEP_MASK_ATTENTION:
+            mask = attention_mask.to(torch.float32)[:, None, None, :]  # 0/1, applied after the softmax
+        else:
+            mask = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
+        logits = self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=token_type_ids).logits
         return torch.softmax(logits, dim=-1) if self.probabilities else logits
 
 
@@ -118,6 +121,37 @@ def xnnpack_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
 AttentionInterface.register(XNNPACK_ATTENTION, xnnpack_attention)
 AttentionMaskInterface.register(XNNPACK_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
 
+KEEP_MASK_ATTENTION = "tinybert_edge_keep_mask"
+
+
+def keep_mask_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                        **kwargs):
+    """xnnpack_attention with the padding mask applied after the softmax, for static int8.
+
+    `attention_mask` is the 0/1 keep mask (B, 1, 1, T). softmax(s) * keep / sum(softmax(s) * keep)
+    equals softmax over the kept positions exactly, and no tensor ever holds the additive bias:
+    with static int8 the scores and a -3.4e38 bias would share one quantized range (every score
+    rounds to the same value; int8-static once agreed with fp32 on 56 % of dev), while here the
+    scores keep their own range and the masked weights lie in [0, 1].
+    """
+    b, h, t, d = query.shape
+    if scaling is None:
+        scaling = d ** -0.5
+    q = query.reshape(b * h, t, d)
+    k = key.reshape(b * h, t, d)
+    v = value.reshape(b * h, t, d)
+    scores = torch.bmm(q, k.transpose(1, 2)).view(b, h, t, t) * scaling
+    weights = nn.functional.softmax(scores, dim=-1)
+    if attention_mask is not None:
+        weights = weights * attention_mask
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return torch.bmm(weights.view(b * h, t, t), v).view(b, h, t, d).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(KEEP_MASK_ATTENTION, keep_mask_attention)
+AttentionMaskInterface.register(KEEP_MASK_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+
 
 class LayerNorm4d(nn.Module):
     """LayerNorm over the last dimension computed as mean/sub/mul/rsqrt on a (B, T, 1, H) view.
@@ -148,19 +182,22 @@ def _replace_layer_norms(module: nn.Module) -> None:
             _replace_layer_norms(child)
 
 
-def _xnnpack_friendly(model: nn.Module) -> nn.Module:
+def _xnnpack_friendly(model: nn.Module, keep_mask: bool = False) -> nn.Module:
     _replace_layer_norms(model)
-    model.config._attn_implementation = XNNPACK_ATTENTION
+    model.config._attn_implementation = KEEP_MASK_ATTENTION if keep_mask else XNNPACK_ATTENTION
     return model
 
 
-def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack: bool = False):
+def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack: bool = False,
+                    keep_mask: bool = False):
     """Load a student (or any BERT-family classifier) with eager attention, in eval mode.
 
     Args:
         probabilities: the wrapper ends in softmax.
         xnnpack: write attention as 3-D batch matmuls and LayerNorm as 4-D means, the forms
             ExecuTorch's XNNPACK partitioner delegates (same outputs; see LayerNorm4d).
+        keep_mask: attention masks padding after the softmax (keep_mask_attention), the form
+            static int8 needs; implies xnnpack's rewrites.
 
     Returns:
         (wrapper, tokenizer, config), the wrapper an ExportableClassifier.
@@ -169,8 +206,8 @@ def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack:
         tinybert_edge.errors.ModelError: not a BERT-family sequence classifier.
     """
     model = load_classifier(model_dir, attn_implementation="eager").eval()
-    if xnnpack:
-        _xnnpack_friendly(model)
+    if xnnpack or keep_mask:
+        _xnnpack_friendly(model, keep_mask)
     return ExportableClassifier(model, probabilities).eval(), load_tokenizer(model_dir), model.config
 
 

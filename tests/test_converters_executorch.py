@@ -116,3 +116,25 @@ def test_bad_requests(tiny_classifier, tmp_path):
     with pytest.raises(ExportError, match="--buckets"):
         get_format("tflite").export(tiny_classifier, tmp_path / "x.tflite", policy=SeqLenPolicy.make(48, dynamic=True))
     assert not list(tmp_path.iterdir())
+
+
+def test_keep_mask_attention_equals_the_additive_mask(tiny_classifier):
+    """Static int8 masks padding after the softmax (softmax * keep, renormalised) instead of adding
+    a -3.4e38 bias to the scores; in fp32 the two are the same function of the inputs."""
+    import torch
+
+    from tinybert_edge.converters.export import load_for_export
+
+    additive, _, _ = load_for_export(tiny_classifier, xnnpack=True)
+    keep, _, _ = load_for_export(tiny_classifier, keep_mask=True)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 90, (3, 12), generator=g)
+    mask = torch.ones(3, 12, dtype=torch.int64)
+    mask[0, 7:] = 0
+    mask[1, 3:] = 0
+    types = torch.zeros(3, 12, dtype=torch.int64)
+    with torch.no_grad():
+        a, b = additive(ids, mask, types), keep(ids, mask, types)
+        noise = keep(torch.where(mask.bool(), ids, torch.randint(5, 90, (3, 12), generator=g)), mask, types)
+    assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert torch.allclose(b, noise, atol=1e-5), "padded positions leaked into the kept ones"

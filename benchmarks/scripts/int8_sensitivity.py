@@ -1,0 +1,132 @@
+"""Which static int8 activations cost label agreement, with the PyTorch-simulated quantized graph.
+
+Issue #14 asks for full-integer int8 (static activations) that keeps >= 99 % label agreement
+with fp32. This script answers where post-training quantization loses it: the student is
+exported as ExecuTorch's int8-static path exports it (keep-mask attention, XNNPACK quantizer,
+static per-tensor activations, per-channel weights), calibrated on rows that are not scored, and
+then scored with some operator groups left in fp32. The graph runs in PyTorch with its
+quantize/dequantize pairs (convert_pt2e), so no runtime is involved: it shows the quantizer's
+error, not a kernel's.
+
+Usage:
+    python -m benchmarks.scripts.int8_sensitivity --model runs/demo/student/model \
+        --data dev.tsv [--seq-len 64] [--rows 400] [--calibration 128] [--out benchmarks/results/int8_sensitivity]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+
+def _module_path(node) -> str:
+    return " ".join(v[0] for v in (node.meta.get("nn_module_stack") or {}).values())
+
+
+def _is_ffn_output(node) -> bool:
+    path = _module_path(node)
+    return "output.dense" in path and "attention" not in path
+
+
+def _is_linear(node) -> bool:
+    return "linear" in str(node.target)
+
+
+# name -> which annotated nodes stay quantized (the XNNPACK quantizer's filter function)
+VARIANTS = {
+    "every op the quantizer takes (what int8-static exports)": lambda n: True,
+    "residual adds left fp32": lambda n: "add" not in str(n.target),
+    "muls left fp32 (score scaling, softmax mask, LayerNorm)": lambda n: "mul" not in str(n.target),
+    "FFN output linear left fp32 (its input is the GELU output)": lambda n: not _is_ffn_output(n),
+    "linears only": _is_linear,
+    "linears only, FFN output left fp32": lambda n: _is_linear(n) and not _is_ffn_output(n),
+}
+
+
+def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int) -> dict:
+    """Label agreement and max |logit difference| vs fp32 of each variant on the first `rows` rows.
+
+    Raises:
+        tinybert_edge.errors.DataError: fewer than rows + calibration examples in `data`.
+    """
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+    from tinybert_edge.errors import DataError
+
+    wrapper, tok, config = load_for_export(model, xnnpack=True, keep_mask=True)
+    texts, pairs, _ = read_validation_data(data, config)
+    if len(texts) < rows + calibration:
+        raise DataError(f"{data} has {len(texts)} examples; --rows {rows} + --calibration {calibration} need more "
+                        "(lower them)")
+    encoded = tokenize(tok, texts, pairs, seq_len)
+    inputs = [tuple(torch.from_numpy(a) for a in pad_row(i, t, seq_len, tok.pad_token_id)) for i, t in encoded]
+    with torch.no_grad():
+        reference = torch.cat([wrapper(*x) for x in inputs[:rows]])
+    exported = torch.export.export(wrapper, inputs[0])
+    results = []
+    for name, keep in VARIANTS.items():
+        quantizer = xq.XNNPACKQuantizer().set_global(
+            xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+        quantizer.set_filter_function(keep)
+        prepared = prepare_pt2e(exported.module(), quantizer)
+        with torch.no_grad():
+            for x in inputs[rows:rows + calibration]:  # calibrated on rows that are not scored
+                prepared(*x)
+            quantized = convert_pt2e(prepared)
+            out = torch.cat([quantized(*x) for x in inputs[:rows]])
+        agreement = float((out.argmax(-1) == reference.argmax(-1)).float().mean())
+        results.append({"variant": name, "label_agreement": agreement,
+                        "max_abs_logit_diff": float((out - reference).abs().max())})
+        print(f"{name:62s} agreement {100 * agreement:6.2f} %", flush=True)
+    return {"schema": "tinybert-edge/int8-sensitivity", "date": date.today().isoformat(),
+            "machine": platform.processor() or platform.machine(), "model": str(model), "data": str(data),
+            "seq_len": seq_len, "rows": rows, "calibration_rows": calibration,
+            "torch": torch.__version__, "results": results}
+
+
+def to_markdown(report: dict) -> str:
+    lines = [f"Static int8 sensitivity, {report['rows']} rows of {Path(report['data']).name} scored, "
+             f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, {report['date']}",
+             "", "| left in fp32 / quantized | label agreement | max abs logit diff |", "|---|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['variant']} | {100 * r['label_agreement']:.2f} % | {r['max_abs_logit_diff']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinybert_edge.errors import KitError
+    from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="sequence-classifier directory")
+    p.add_argument("--data", required=True, help="labelled file (e.g. the dev split)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--rows", type=int, default=400, help="rows scored")
+    p.add_argument("--calibration", type=int, default=128, help="other rows that calibrate the ranges")
+    p.add_argument("--out", default="benchmarks/results/int8_sensitivity")
+    a = p.parse_args(argv)
+    torch.set_num_threads(2)
+    try:
+        report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration)
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(out / "int8_sensitivity.json", report)
+    write_bytes_atomically(out / "int8_sensitivity.md", to_markdown(report).encode())
+    print(f"wrote {out}/int8_sensitivity.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
