@@ -166,3 +166,30 @@ def test_resumed_inside_or_after_step_1_equals_uninterrupted_with_the_cache(tiny
         assert ("from step-00000003" in log) == (where == "inside"), log
         assert "served 12 of 12 batches" in log, f"{where}: step 2 ran the teacher after the resume"
         assert (run / "model" / "model.safetensors").read_bytes() == want, f"resumed {where} step 1 differs"
+
+
+    # Bad resumes, each one clear error and nothing written: the saved logits missing or corrupted,
+    # or the other cache setting (which would mix cached and live teacher logits in step 2).
+    for case in ("missing", "corrupted", "setting"):
+        run = tmp_path / case
+        shutil.copytree(ref, run)
+        shutil.rmtree(run / "model")
+        shutil.rmtree(run / "step2-prediction")
+        state = run / "step1-intermediate" / "objective-state-rank0.safetensors"
+        extra = []
+        if case == "missing":
+            state.unlink()
+        elif case == "corrupted":
+            data = bytearray(state.read_bytes())
+            data[-3] ^= 0xFF
+            state.write_bytes(bytes(data))
+        else:
+            extra = ["--no-reuse-teacher-logits"]
+        capsys.readouterr()
+        assert main([*common, "--out", str(run), "--resume", *extra]) == 2, case
+        err = capsys.readouterr().err
+        expect = {"missing": "objective-state-rank0.safetensors is missing; pass --overwrite",
+                  "corrupted": "is corrupted (sha256 differs from summary.json)",
+                  "setting": "reuse_teacher_logits"}[case]
+        assert expect in err, (case, err)
+        assert not (run / "model").exists() and not (run / "step2-prediction").exists(), case

@@ -123,7 +123,7 @@ class TeacherLogitCache:
 
     def put(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
         """Record a batch's teacher logits (B, C)."""
-        rows = logits.detach().float().clone().unbind(0)
+        rows = logits.detach().float().cpu().clone().unbind(0)  # CPU: restored rows (safetensors) live there too
         for key, row in zip(self._keys(inputs), rows):
             if len(self._logits) >= self.max_rows and key not in self._logits:
                 return
@@ -136,7 +136,7 @@ class TeacherLogitCache:
             self.misses += 1
             return None
         self.hits += 1
-        return torch.stack(rows)
+        return torch.stack(rows).to(inputs["input_ids"].device)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The recorded rows as plain tensors (safetensors-ready, no pickle), in recording order.
@@ -164,8 +164,8 @@ class TeacherLogitCache:
             if int(lengths.sum()) != blob.numel() or lengths.numel() != logits.shape[0]:
                 raise ValueError(f"{lengths.numel()} keys, {blob.numel()} key bytes, {logits.shape[0]} logit rows")
         except (KeyError, ValueError, IndexError) as e:
-            raise CheckpointError(f"the saved teacher logits are not a logit cache ({e}); delete the file to "
-                                  "recompute them, or pass --overwrite") from None
+            raise CheckpointError(f"the saved teacher logits are not a logit cache ({e}); pass --overwrite to "
+                                  "distill again") from None
         data = blob.numpy().tobytes()
         self._logits = {}
         start = 0

@@ -374,6 +374,9 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         reuse_teacher_logits: step 2 reads the teacher logits step 1 recorded instead of running
             the teacher: about a third less step-2 time; the student equals the one from running
             the teacher within float rounding (1e-5). False runs the teacher every step 2 batch.
+            Each process records its own shard, so with several processes step 2 hits the cache
+            only for batches whose rows that process saw in step 1 (correct, less gain). A run
+            directory resumes only with the setting it was started with.
         dev_file: the teacher is checked on it before distilling and the student after.
         strict_teacher_check: fail (instead of warn) when the teacher is near chance on dev.
         strict_student_check: fail (instead of warn) when the student is near chance on dev;
@@ -419,6 +422,10 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                                   "hidden": steps.weight_hidden},
                  "intermediate": steps.intermediate.to_dict() if steps.intermediate else None,
                  "prediction": steps.prediction.to_dict() if steps.prediction else None}
+    if reuse_teacher_logits:
+        # Only when on, so run directories made without the cache (older ones too) keep their spec:
+        # a resume with the other setting is refused instead of mixing cached and live logits.
+        main_spec["reuse_teacher_logits"] = True
     acc, resuming, say = _setup(any_cfg, out, main_spec, resume, overwrite)
     tok = load_tokenizer(t_dir)
     # Read every input in full before any weights load: a bad row fails the run at once.
@@ -525,7 +532,7 @@ class _StepRunner:
             self.say(f"{description}: already complete in {run_dir}")
             if self.logit_cache is not None and settings is not None and settings.intermediate:
                 # The logits step 1 recorded, saved with it: step 2 then equals an uninterrupted run's.
-                saved = load_extra_state(run_dir, acc.process_index)
+                saved = load_extra_state(run_dir, acc.process_index, acc.num_processes)
                 if saved is not None:
                     self.logit_cache.load_state_dict(saved)
         else:

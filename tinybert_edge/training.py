@@ -340,8 +340,12 @@ def native_bf16() -> str | None:
     bf16 autocast pays only where the hardware has bf16 dot products (x86 AVX512-BF16 or AMX,
     Arm's BF16 extension, a CUDA GPU); elsewhere it emulates them and is slower than fp32.
     """
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return f"CUDA {torch.cuda.get_device_name(0)}"
+    if torch.cuda.is_available():  # training runs there: the CPU's flags do not matter
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch: no emulation argument
+            native = torch.cuda.get_device_capability(0)[0] >= 8
+        return f"CUDA {torch.cuda.get_device_name(0)}" if native else None
     try:
         with open("/proc/cpuinfo") as f:
             flags = set()
@@ -498,11 +502,15 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model).trained_model()
         save_model_atomically(trained, tokenizer, model_dir, extra_files=model_files)
-        write_json_atomically(run_dir / "summary.json", {
+        summary = {
             "steps": step, "total_steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
             "seconds_this_process": round(seconds, 2), "seconds_total": round(elapsed_before + seconds, 2),
             "processes": world, "final_losses": last,
-        })
+        }
+        if extra is not None:  # load_extra_state checks these: the files are not in a checkpoint manifest
+            summary["objective_state_sha256"] = {
+                str(r): sha256_file(run_dir / EXTRA_STATE.format(rank=r)) for r in range(world)}
+        write_json_atomically(run_dir / "summary.json", summary)
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, model_dir, step, seconds, resumed_from, last)
 
@@ -513,19 +521,35 @@ def _extra_state(objective) -> dict[str, torch.Tensor] | None:
     return get() if get is not None else None
 
 
-def load_extra_state(run_dir: Path, rank: int = 0) -> dict[str, torch.Tensor] | None:
-    """The objective state a finished run saved beside its model (see train), or None.
+def load_extra_state(run_dir: Path, rank: int = 0, processes: int = 1) -> dict[str, torch.Tensor] | None:
+    """The objective state a finished run saved beside its model (see train), or None when the run
+    saved none.
+
+    Args:
+        rank, processes: this process and how many this run has (a state is per process).
 
     Raises:
-        CheckpointError: the file is there but unreadable.
+        CheckpointError: the run saved a state but the file is missing, corrupted (sha256 in
+            summary.json) or unreadable, or the run had another number of processes.
     """
-    f = Path(run_dir) / EXTRA_STATE.format(rank=rank)
-    if not f.is_file():
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    digests = summary.get("objective_state_sha256")
+    if digests is None:
         return None
+    hint = f"pass --overwrite to run {run_dir} again"
+    if summary.get("processes") != processes:
+        raise CheckpointError(f"{run_dir} finished with {summary.get('processes')} processes and this run has "
+                              f"{processes}; resume with the same number of processes, or {hint}")
+    f = run_dir / EXTRA_STATE.format(rank=rank)
+    if not f.is_file():
+        raise CheckpointError(f"{f} is missing; {hint}")
+    if sha256_file(f) != digests.get(str(rank)):
+        raise CheckpointError(f"{f} is corrupted (sha256 differs from summary.json); {hint}")
     try:
         return load_file(str(f))
     except Exception as e:
-        raise CheckpointError(f"{f} is unreadable ({e}); delete it (it is recomputed) or pass --overwrite") from None
+        raise CheckpointError(f"{f} is unreadable ({e}); {hint}") from None
 
 
 def save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
