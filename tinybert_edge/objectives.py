@@ -101,8 +101,8 @@ class TeacherLogitCache:
     with the hidden states), and step 2 needs only those logits: the frozen teacher in eval mode
     gives the same logits for the same tokens, so step 2 can skip the teacher forward, about a
     third of its step time. Keys are a digest of the exact unpadded token ids and segment ids of a
-    row, so a
-    row tokenized differently (another max length, another file) is a miss and runs the teacher.
+    row, so a row tokenized differently (another max length, another file) is a miss and runs the
+    teacher.
 
     Args:
         max_rows: stop recording beyond this many rows (memory bound; misses then run the teacher).
