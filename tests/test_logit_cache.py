@@ -128,7 +128,7 @@ def test_cache_state_round_trips_and_a_broken_one_is_refused(tmp_path):
     empty.load_state_dict(TeacherLogitCache().state_dict())
     assert len(empty) == 0
     broken = cache.state_dict()
-    broken["key_lengths"] = broken["key_lengths"][:2]
+    broken["keys"] = broken["keys"][:2]
     with pytest.raises(CheckpointError, match="not a logit cache"):
         again.load_state_dict(broken)
 

@@ -116,6 +116,8 @@ class TeacherLogitCache:
     def __len__(self) -> int:
         return len(self._logits)
 
+    KEY_BYTES = 16
+
     @staticmethod
     def _keys(inputs: dict[str, torch.Tensor]) -> list[bytes]:
         # A 128-bit BLAKE2b digest of the row's exact tokens: 16 bytes a row instead of 16 a
@@ -124,7 +126,7 @@ class TeacherLogitCache:
         ids, types = inputs["input_ids"].cpu(), inputs["token_type_ids"].cpu()
         mask = inputs["attention_mask"].cpu().bool()
         return [hashlib.blake2b(ids[i][mask[i]].numpy().tobytes() + b"|" + types[i][mask[i]].numpy().tobytes(),
-                                digest_size=16).digest() for i in range(ids.shape[0])]
+                                digest_size=TeacherLogitCache.KEY_BYTES).digest() for i in range(ids.shape[0])]
 
     def put(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
         """Record a batch's teacher logits (B, C)."""
@@ -144,19 +146,16 @@ class TeacherLogitCache:
         return torch.stack(rows).to(inputs["input_ids"].device)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The recorded rows as plain tensors (safetensors-ready, no pickle), in recording order.
+        """The recorded rows as plain tensors (safetensors-ready, no pickle), in recording order:
+        keys (N, 16) uint8 digests and logits (N, C).
 
         Saved with step 1's checkpoints and its finished run, so a run resumed inside or after
         step 1 gives step 2 the very logits an uninterrupted run would have: bit-identical.
         """
-        keys = list(self._logits)
-        n_cls = next(iter(self._logits.values())).numel() if keys else 0
-        return {
-            "keys": torch.frombuffer(bytearray(b"".join(keys)), dtype=torch.uint8) if keys
-            else torch.zeros(0, dtype=torch.uint8),
-            "key_lengths": torch.tensor([len(k) for k in keys], dtype=torch.int64),
-            "logits": torch.stack([self._logits[k] for k in keys]) if keys else torch.zeros(0, n_cls),
-        }
+        if not self._logits:
+            return {"keys": torch.zeros(0, self.KEY_BYTES, dtype=torch.uint8), "logits": torch.zeros(0, 0)}
+        keys = torch.frombuffer(bytearray(b"".join(self._logits)), dtype=torch.uint8).view(-1, self.KEY_BYTES)
+        return {"keys": keys, "logits": torch.stack(list(self._logits.values()))}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Replace the recorded rows with `state` (from state_dict).
@@ -165,18 +164,13 @@ class TeacherLogitCache:
             CheckpointError: the tensors do not describe a cache (missing, inconsistent sizes).
         """
         try:
-            blob, lengths, logits = state["keys"], state["key_lengths"], state["logits"]
-            if int(lengths.sum()) != blob.numel() or lengths.numel() != logits.shape[0]:
-                raise ValueError(f"{lengths.numel()} keys, {blob.numel()} key bytes, {logits.shape[0]} logit rows")
+            keys, logits = state["keys"], state["logits"]
+            if keys.dim() != 2 or keys.shape[1] != self.KEY_BYTES or keys.shape[0] != logits.shape[0]:
+                raise ValueError(f"keys {tuple(keys.shape)}, logits {tuple(logits.shape)}")
         except (KeyError, ValueError, IndexError) as e:
             raise CheckpointError(f"the saved teacher logits are not a logit cache ({e}); pass --overwrite to "
                                   "distill again") from None
-        data = blob.numpy().tobytes()
-        self._logits = {}
-        start = 0
-        for n, row in zip(lengths.tolist(), logits.float().unbind(0)):
-            self._logits[data[start:start + n]] = row.clone()
-            start += n
+        self._logits = {bytes(k): row.clone() for k, row in zip(keys.numpy(), logits.float().unbind(0))}
 
 
 class DistillObjective(nn.Module):

@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save as save_safetensors, save_file, save_model
 from tqdm.auto import tqdm
 
 from .errors import CheckpointError, ConfigError
-from .files import sha256_file, write_json_atomically
+from .files import sha256_file, write_bytes_atomically, write_json_atomically
 from .models import RUN_MARKER, save_model_atomically
 
 CHECKPOINT_FORMAT = 1
@@ -497,7 +497,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     model_dir = run_dir / "model"
     extra = _extra_state(objective)
     if extra is not None:  # before model/ and summary.json: a finished run always has it
-        save_file_atomically(extra, run_dir / EXTRA_STATE.format(rank=rank))
+        write_bytes_atomically(run_dir / EXTRA_STATE.format(rank=rank), save_safetensors(extra))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model).trained_model()
@@ -550,13 +550,6 @@ def load_extra_state(run_dir: Path, rank: int = 0, processes: int = 1) -> dict[s
         return load_file(str(f))
     except Exception as e:
         raise CheckpointError(f"{f} is unreadable ({e}); {hint}") from None
-
-
-def save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors file written under a temporary name, then renamed: never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
