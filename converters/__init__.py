@@ -98,7 +98,7 @@ def _dynamic(seq_len: int) -> SeqLenPolicy:
 
 
 FORMATS: dict[str, FormatSpec] = {
-    "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static"), ("fixed", "dynamic", "buckets"),
+    "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static", "int8-qat"), ("fixed", "dynamic", "buckets"),
                              "executorch", _pte, _pte_runner, _dynamic),
     "tflite": FormatSpec("tflite", ".tflite", ("none", "int8"), ("fixed", "buckets"), "ai-edge-litert", _tflite,
                          _tflite_runner, default_buckets),

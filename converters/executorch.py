@@ -7,6 +7,9 @@ int8: PT2E with the XNNPACK quantizer, dynamic per-channel (int8 weights per out
     int8 .pte is 43 MB instead of 15).
 int8-static: the same with static activation ranges calibrated on the check texts (an option;
     its agreement is reported like any other and it fails the threshold on its own merits).
+    LayerNorm stays fp32 (see qat.py: XNNPACK has no int8 LayerNorm; static ranges break it).
+int8-qat: static int8 after quantization-aware distillation (qat.py) on training texts, with
+    the fp32 model as teacher; dynamic sequence length only (unpadded rows, see qat.py).
 
 Why not ExecuTorch's quantized_decomposed::embedding_byte op: the pip runtime's kernel library
 does not register it, so a .pte using it could not be validated on the host. The int8 table is
@@ -39,9 +42,10 @@ from tinybert_edge.files import write_bytes_atomically
 
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import DEFAULT_TEXTS, ExportResult, eager_logits, load_for_export, sample_row
+from .qat import QadSettings, quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
-QUANTIZATIONS = ("none", "int8", "int8-static")
+QUANTIZATIONS = ("none", "int8", "int8-static", "int8-qat")
 MATMUL_OPS = ("mm", "bmm", "addmm", "linear", "matmul", "convolution")
 
 
@@ -82,8 +86,12 @@ def _export(module: nn.Module, sample: tuple, dynamic: bool, max_len: int):
 
 
 def _quantize(exported, quantization: str, calibration: list[tuple], sample: tuple, dynamic: bool, max_len: int):
-    config = xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quantization == "int8")
-    prepared = prepare_pt2e(exported.module(), xq.XNNPACKQuantizer().set_global(config))
+    if quantization == "int8-static":
+        quantizer = static_int8_quantizer(qat=False)
+    else:
+        quantizer = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True,
+                                                                                         is_dynamic=True))
+    prepared = prepare_pt2e(exported.module(), quantizer)
     for inputs in calibration:
         prepared(*inputs)
     return _export(convert_pt2e(prepared), sample, dynamic, max_len)
@@ -107,26 +115,31 @@ def count_outside_delegate(edge) -> Counter:
 def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
                policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                text_pairs: list[str] | None = None, seq_len: int | None = None,
-               calibration_size: int = 128) -> ExportResult:
+               calibration_size: int = 128, qad_texts: list[str] | None = None,
+               qad_text_pairs: list[str] | None = None, qad: QadSettings | None = None) -> ExportResult:
     """Export a sequence classifier to an XNNPACK-delegated .pte and check it against eager PyTorch.
 
     Args:
         model_dir: HF sequence-classifier directory (e.g. a distilled student).
         out_path: the .pte file to write (atomically: temp file, then rename).
-        quantization: "none" (fp32), "int8" (dynamic per-channel, int8 embeddings) or
-            "int8-static" (static activations calibrated on the first texts).
+        quantization: "none" (fp32), "int8" (dynamic per-channel, int8 embeddings),
+            "int8-static" (static activations calibrated on the first texts) or "int8-qat"
+            (static int8 after quantization-aware distillation on `qad_texts`).
         policy: sequence-length policy (default fixed 128).
         texts: inputs for calibration and the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
         seq_len: shorthand for a fixed policy of that length.
-        calibration_size: how many texts calibrate int8-static.
+        calibration_size: how many texts calibrate int8-static (fewer texts is an error).
+        qad_texts, qad_text_pairs: int8-qat's training texts (labels not needed).
+        qad: int8-qat's training settings (default QadSettings()).
 
     Returns:
         ExportResult; details hold the operators left outside XNNPACK.
 
     Raises:
-        ExportError: unknown quantization, bad policy, missing package, a failed lowering, or a
-            matmul left outside the XNNPACK delegate.
+        ExportError: unknown quantization, bad policy, missing package, a failed lowering, a
+            matmul left outside the XNNPACK delegate, fewer calibration texts than asked, or
+            int8-qat without training texts or with a padded (fixed or bucketed) length.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
@@ -134,9 +147,20 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                           f"{', '.join(QUANTIZATIONS)}")
     policy = policy or SeqLenPolicy.make(seq_len or 128)
     out_path = Path(out_path)
+    if quantization == "int8-qat":
+        if policy.kind != "dynamic":
+            raise ExportError(f"int8-qat needs the dynamic sequence length (ExecuTorch's default), not {policy.kind}: "
+                              "padded rows put softmax mass on padding that static int8 cannot hold; drop "
+                              "--fixed/--buckets")
+        if not qad_texts:
+            raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
+                              "training file with --qad-data TRAIN (labels are not needed)")
+    if quantization == "int8-static" and len(texts or DEFAULT_TEXTS) < calibration_size:
+        raise ExportError(f"int8-static calibrates on {calibration_size} texts but only {len(texts or DEFAULT_TEXTS)} "
+                          "were given; pass a larger --data file or a smaller --calibration-size")
     # Static int8 masks padding after the softmax: an additive mask bias would share the scores'
     # quantized range and flatten them (keep_mask_attention).
-    wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization == "int8-static")
+    wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization in ("int8-static", "int8-qat"))
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
 
@@ -147,6 +171,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         owner, name = _word_embeddings_owner(module.model)
         setattr(owner, name, Int8RowwiseEmbedding(getattr(owner, name)))
     dynamic = policy.kind == "dynamic"
+    qad_summary = None
+    if quantization == "int8-qat":
+        qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
+        module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,
+                                                         qad or QadSettings())
     # dynamic activation ranges need no statistics; a few passes only build the observers
     n_calibration = calibration_size if quantization == "int8-static" else 4
     programs = {}
@@ -156,7 +185,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                 sample = tuple(torch.from_numpy(a) for a in
                                pad_row(*sample_row(rows, length, tok.sep_token_id), length, tok.pad_token_id))
                 ep = _export(module, sample, dynamic, policy.max_len)
-                if quantization != "none":
+                if quantization in ("int8", "int8-static"):
                     calib_len = (lambda n: max(n, 2)) if dynamic else (lambda n: length)
                     calibration = [tuple(torch.from_numpy(a) for a in pad_row(ids, types, calib_len(len(ids)),
                                                                                 tok.pad_token_id))
@@ -180,11 +209,16 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
-                              f"{min(calibration_size, len(rows))} texts); int8 row-wise word embeddings"}
+                              f"{calibration_size} texts), LayerNorm fp32; int8 row-wise word embeddings",
+               "int8-qat": "PT2E XNNPACKQuantizer static per-channel int8 after quantization-aware distillation "
+                           "from the fp32 model" + (f" ({qad_summary['steps']} steps on {qad_summary['rows']} "
+                                                     "texts)" if qad_summary else "")
+                           + ", LayerNorm fp32; int8 row-wise word embeddings"}
     details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
                "delegate": "XnnpackPartitioner",
                "ops_outside_delegate": dict(sorted(outside.items())),
                "ops_outside_delegate_total": sum(outside.values()),
-               "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)]}
+               "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)],
+               **({"quantization_aware_distillation": qad_summary} if qad_summary else {})}
     return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

@@ -245,7 +245,7 @@ class ExportResult:
 
     Attributes:
         format: registry name ("executorch", "tflite").
-        quantization: "none", "int8" or "int8-static".
+        quantization: "none", "int8", "int8-static" or "int8-qat".
         path: the artifact file.
         size_bytes: its size on disk.
         seconds: conversion time.
@@ -382,7 +382,8 @@ def _inputs_spec(result: ExportResult, dtype: str) -> list[dict]:
 def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quantization: str = "none",
                   policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                   text_pairs: list[str] | None = None, gold: list[int] | None = None, data_name: str | None = None,
-                  threshold: float = 0.99, make_zip: bool = False) -> BundleResult:
+                  threshold: float = 0.99, make_zip: bool = False,
+                  export_options: dict | None = None) -> BundleResult:
     """Export one artifact into a bundle directory, validated through its real runtime.
 
     Args:
@@ -396,6 +397,8 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
         data_name: where the texts came from, recorded in metadata.
         threshold: minimum label agreement with eager fp32 PyTorch for status "passed".
         make_zip: also write <out_dir>.zip (atomically).
+        export_options: extra keyword arguments of the format's export function (e.g.
+            int8-qat's training texts for ExecuTorch).
 
     Returns:
         BundleResult; check `.validation.passed`.
@@ -418,7 +421,7 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
     def build(tmp: Path) -> None:
         artifact = tmp / f"model{spec.suffix}"
         r = spec.export(model_dir, artifact, quantization=quantization, policy=policy, texts=texts,
-                        text_pairs=text_pairs)
+                        text_pairs=text_pairs, **(export_options or {}))
         (tmp / "vocab.txt").write_text(vocab, encoding="utf-8")
         (tmp / "labels.txt").write_text("".join(f"{lab}\n" for lab in labels), encoding="utf-8")
         fp32_acc = art_acc = None
@@ -447,7 +450,9 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
             "inputs": _inputs_spec(r, r.details["input_dtype"]),
             "outputs": [{"name": outputs_kind, "dtype": "float32", "shape": [1, len(labels)], "kind": outputs_kind}],
             "tokenizer": settings,
-            "quantization": {"name": quantization, "recipe": r.details["recipe"]},
+            "quantization": {"name": quantization, "recipe": r.details["recipe"],
+                             **({"distillation": r.details["quantization_aware_distillation"]}
+                                if "quantization_aware_distillation" in r.details else {})},
             "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
@@ -517,7 +522,8 @@ def first_text(path: str | Path, columns: Columns | None = None) -> str:
 def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[str], quantizations: list[str],
                    policy: SeqLenPolicy | None = None, seq_len: int = 128, data: str | Path | None = None,
                    columns=None, max_examples: int | None = None, threshold: float = 0.99, make_zip: bool = False,
-                   on_result=None) -> list[BundleResult]:
+                   on_result=None, calibration_size: int = 128, qad_data: str | Path | None = None,
+                   qad_steps: int | None = None) -> list[BundleResult]:
     """Export every (format, quantization) pair into OUT/<model>-<format>-<quant>-<policy>/.
 
     Args:
@@ -534,6 +540,9 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         threshold: minimum label agreement.
         make_zip: also zip each bundle.
         on_result: called with each BundleResult as soon as it exists (to print a line).
+        calibration_size: texts of `data` that calibrate int8-static.
+        qad_data: int8-qat's training file (its texts; labels are not read).
+        qad_steps: int8-qat's training steps (default QadSettings' steps).
 
     Returns:
         The bundles in export order, passed or failed.
@@ -560,6 +569,19 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     texts = pairs = gold = None
     if data is not None:
         texts, pairs, gold = read_validation_data(data, config, columns, max_examples)
+    options: dict[str, dict] = {"int8-static": {"calibration_size": calibration_size}}
+    if "int8-qat" in quantizations:
+        if qad_data is None:
+            raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
+                              "training file with --qad-data TRAIN (labels are not needed)")
+        examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
+        qad_pairs = [ex.text_pair for ex in examples]
+        options["int8-qat"] = {"qad_texts": [ex.text for ex in examples],
+                               "qad_text_pairs": qad_pairs if any(x is not None for x in qad_pairs) else None}
+        if qad_steps is not None:
+            from .qat import QadSettings  # imports ExecuTorch's quantizer: only when asked for
+
+            options["int8-qat"]["qad"] = QadSettings(steps=qad_steps)
     name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
     results = []
     for spec in specs:
@@ -567,7 +589,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         for q in quantizations:
             b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{q}-{p.tag}",
                               quantization=q, policy=p, texts=texts, text_pairs=pairs, gold=gold,
-                              data_name=str(data) if data else None, threshold=threshold, make_zip=make_zip)
+                              data_name=str(data) if data else None, threshold=threshold, make_zip=make_zip,
+                              export_options=options.get(q))
             results.append(b)
             if on_result:
                 on_result(b)

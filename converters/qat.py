@@ -1,0 +1,182 @@
+"""Quantization-aware distillation (QAD) for static int8 ExecuTorch artifacts.
+
+Post-training static int8 leaves this kit's students at 92-96 % label agreement with fp32
+(BENCHMARKS.md, "Full-integer int8"): one calibrated range per activation tensor cannot hold
+what the fp32 student computes. QAD trains the student through the quantizer's fake-quant
+nodes (PT2E `prepare_qat_pt2e`, the XNNPACK quantizer's static per-channel config) with the
+fp32 model as its teacher (the prediction-layer loss of TinyBERT's step 2: soft cross-entropy
+on the teacher's logits, plus an MSE on the logits, which also covers regression heads), the
+same idea as the TinyBERT group's TernaryBERT. No labels are needed: any in-domain texts teach.
+
+Why the batches are never padded: with padding masked after the softmax (the static export's
+mask), a short row's softmax mass sits on padding keys; at a static int8 scale the kept mass
+can round to zero and the renormalisation divides 0 by 0. Rows are grouped by token length
+instead, so every batch is exactly the inputs a dynamic-length .pte sees.
+
+Why LayerNorm stays in fp32: its variance spans decades within one tensor, so a static
+per-tensor scale rounds small variances to zero (rsqrt(0) = inf); XNNPACK has no int8
+LayerNorm either, so quantizing it would only add quantize/dequantize round trips.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
+from torch import nn
+from torchao.quantization.pt2e.fake_quantize import disable_observer
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+from tqdm.auto import tqdm
+
+from .runtime import ExportError
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class QadSettings:
+    """How quantization-aware distillation trains.
+
+    Attributes:
+        steps: optimizer steps (each one batch of same-length rows).
+        learning_rate: AdamW learning rate (constant; measured on the demo student: 1e-5 and 2e-5
+            work, 1e-4 diverges on a tiny model).
+        batch_size: rows per batch (a length group smaller than this is one smaller batch).
+        freeze_observers_after: steps after which activation ranges stop moving, so the last
+            steps train against the ranges the artifact will have.
+        seed: batch order and initialisation of the fake-quant ranges.
+    """
+
+    steps: int = 300
+    learning_rate: float = 1e-5
+    batch_size: int = 16
+    freeze_observers_after: int = 100
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raises ExportError on a setting that cannot train."""
+        if self.steps < 1:
+            raise ExportError(f"quantization-aware distillation needs at least 1 step, got {self.steps}")
+        if self.freeze_observers_after < 1:
+            raise ExportError(f"freeze_observers_after {self.freeze_observers_after}: the ranges need at least one "
+                              "step of observation")
+        if self.batch_size < 1 or self.learning_rate <= 0:
+            raise ExportError(f"batch size {self.batch_size} and learning rate {self.learning_rate} must be positive")
+
+
+def is_layer_norm(node) -> bool:
+    """Whether an exported graph node belongs to a LayerNorm module (kept in fp32)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return any("LayerNorm" in str(path) or "LayerNorm" in str(kind) for path, kind in stack.values())
+
+
+def static_int8_quantizer(qat: bool) -> xq.XNNPACKQuantizer:
+    """The XNNPACK quantizer with static per-channel int8, LayerNorm left in fp32 (see module doc)."""
+    q = xq.XNNPACKQuantizer().set_global(
+        xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False, is_qat=qat))
+    q.set_filter_function(lambda node: not is_layer_norm(node))
+    return q
+
+
+def length_batches(rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int) -> list[tuple]:
+    """Unpadded batches: rows of one token length together, in a seeded order.
+
+    Args:
+        rows: (input_ids, token_type_ids) per text, already truncated.
+        batch_size: rows per batch at most.
+        seed: shuffles rows within a length and the order of batches.
+
+    Returns:
+        (input_ids, attention_mask, token_type_ids) int64 tensors of shape (b, length).
+    """
+    rng = random.Random(seed)
+    groups: dict[int, list] = defaultdict(list)
+    for ids, types in rows:
+        if len(ids) >= 2:  # the exported graph's sequence dimension starts at 2
+            groups[len(ids)].append((ids, types))
+    batches = []
+    for length in sorted(groups):
+        group = groups[length]
+        rng.shuffle(group)
+        for i in range(0, len(group), batch_size):
+            part = group[i:i + batch_size]
+            ids = torch.tensor([r[0] for r in part], dtype=torch.long)
+            types = torch.tensor([r[1] for r in part], dtype=torch.long)
+            batches.append((ids, torch.ones_like(ids), types))
+    rng.shuffle(batches)
+    return batches
+
+
+def _distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    loss = nn.functional.mse_loss(student, teacher)
+    if student.shape[-1] > 1:  # classification: the paper's soft cross-entropy (as KL, same gradient)
+        loss = loss + nn.functional.kl_div(student.log_softmax(-1), teacher.softmax(-1), reduction="batchmean")
+    return loss
+
+
+def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
+                               rows: list[tuple[list[int], list[int]]], max_len: int,
+                               settings: QadSettings, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train `student` through static-int8 fake quantization to match `teacher`, then convert it.
+
+    Args:
+        student: the exportable classifier to quantize (e.g. with int8 word embeddings); not changed.
+        teacher: the fp32 classifier whose logits are the targets (usually the same model in fp32).
+        rows: tokenized training texts, unpadded.
+        max_len: the longest sequence the artifact takes.
+        settings: QadSettings.
+        progress: show a progress bar.
+
+    Returns:
+        (the converted module with quantize/dequantize nodes, ready to export per method;
+         a summary: steps, first and last loss, batches, rows).
+
+    Raises:
+        ExportError: bad settings, or no training row of at least 2 tokens.
+    """
+    settings.check()
+    batches = length_batches(rows, settings.batch_size, settings.seed)
+    if not batches:
+        raise ExportError("quantization-aware distillation got no training text; pass the task's training file "
+                          "(--qad-data TRAIN; labels are not needed)")
+    torch.manual_seed(settings.seed)
+    batch_dim = torch.export.Dim("batch", min=1, max=max(settings.batch_size, 2))
+    seq_dim = torch.export.Dim("seq", min=2, max=max_len)
+    sample = next((b for b in batches if b[0].shape[0] >= 2 and b[0].shape[1] >= 3), None)
+    if sample is None:  # torch.export needs a sample that is not 1 in a dynamic dimension
+        sample = tuple(t.repeat(2, 1) for t in batches[0])
+    exported = torch.export.export(copy.deepcopy(student), sample,
+                                   dynamic_shapes={n: {0: batch_dim, 1: seq_dim} for n in INPUT_NAMES})
+    # The exported graph is in eval form (no dropout): QAD matches the teacher's eval outputs
+    prepared = prepare_qat_pt2e(exported.module(), static_int8_quantizer(qat=True))
+    params = [p for p in prepared.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+    teacher = teacher.eval()
+    losses = []
+    bar = tqdm(range(settings.steps), desc="quantization-aware distillation", disable=not progress)
+    for step in bar:
+        if step == settings.freeze_observers_after:
+            prepared.apply(disable_observer)
+        x = batches[step % len(batches)]
+        with torch.no_grad():
+            target = teacher(*x)
+        loss = _distill_loss(prepared(*x), target)
+        if not torch.isfinite(loss):
+            raise ExportError(f"quantization-aware distillation diverged at step {step} (loss {loss.item()}); "
+                              "lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    head, tail = losses[:20], losses[-20:]
+    summary = {"steps": settings.steps, "learning_rate": settings.learning_rate, "batch_size": settings.batch_size,
+               "freeze_observers_after": settings.freeze_observers_after, "seed": settings.seed,
+               "rows": sum(int(b[0].shape[0]) for b in batches), "batches": len(batches),
+               "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
+    return convert_pt2e(prepared), summary

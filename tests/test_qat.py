@@ -1,0 +1,140 @@
+"""Quantization-aware distillation (int8-qat) through the real PT2E quantizer, the real
+ExecuTorch exporter and ExecuTorch's Python runtime, on a tiny classifier built here: the
+training lowers its loss and repeats exactly, LayerNorm stays out of the static ranges, the .pte
+runs what PyTorch ran, and bad requests are refused with nothing written."""
+
+import pytest
+import torch
+
+from tinybert_edge.converters import ExportError, SeqLenPolicy, get_format
+from conftest import WORDS, make_tiny_model_dir
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(3 + (i * 5) % 40)) for i in range(24)]
+TRAIN = [" ".join(WORDS[(i * 3 + j * 5) % len(WORDS)] for j in range(2 + i % 9)) for i in range(160)]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification
+
+    d = make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "m", classifier=True, layers=2, seed=7)
+    # a random tiny head gives logits near 0.004, where int8 error hides; scale them to a trained
+    # classifier's size (about 1) so quantization error is measurable
+    model = AutoModelForSequenceClassification.from_pretrained(d)
+    with torch.no_grad():
+        model.classifier.weight.mul_(300.0)
+    model.save_pretrained(d)
+    return d
+
+
+def _rows(model_dir, texts, max_len=48):
+    from tinybert_edge.converters.export import load_for_export
+    from tinybert_edge.converters.runtime import tokenize
+
+    wrapper, tok, _ = load_for_export(model_dir, xnnpack=True, keep_mask=True)
+    return wrapper, tokenize(tok, texts, None, max_len)
+
+
+def test_length_batches_are_unpadded_and_seeded(tiny_classifier):
+    from tinybert_edge.converters.qat import length_batches
+
+    _, rows = _rows(tiny_classifier, TRAIN)
+    a = length_batches(rows, 8, seed=3)
+    assert sum(b[0].shape[0] for b in a) == sum(len(r[0]) >= 2 for r in rows)
+    for ids, mask, types in a:
+        assert ids.shape == mask.shape == types.shape and ids.shape[0] <= 8
+        assert bool(mask.all()), "a QAD batch holds padding"
+    b = length_batches(rows, 8, seed=3)
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+    c = length_batches(rows, 8, seed=4)
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c) if x[0].shape == y[0].shape)
+
+
+def test_layer_norm_is_left_out_of_the_static_ranges(tiny_classifier):
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from tinybert_edge.converters.qat import is_layer_norm, static_int8_quantizer
+
+    wrapper, rows = _rows(tiny_classifier, TEXTS[:2])
+    ids = torch.tensor([rows[0][0]])
+    ep = torch.export.export(wrapper, (ids, torch.ones_like(ids), torch.zeros_like(ids)))
+    assert any(is_layer_norm(n) for n in ep.graph.nodes)
+    prepared = prepare_pt2e(ep.module(), static_int8_quantizer(qat=False))
+    observed = {str(a.target) for n in prepared.graph.nodes if "rsqrt" in str(n.target) for a in n.args
+                if getattr(a, "op", None) == "call_module"}
+    assert not observed, f"LayerNorm's variance gets a static int8 range: {observed}"
+    assert any("activation_post_process" in str(n.target) for n in prepared.graph.nodes)  # the rest is quantized
+
+
+def test_qad_tracks_fp32_closer_than_post_training_static_int8_and_repeats_exactly(tiny_classifier):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from tinybert_edge.converters.qat import (QadSettings, length_batches, quantization_aware_distill,
+                                              static_int8_quantizer)
+
+    wrapper, rows = _rows(tiny_classifier, TRAIN)
+    _, held_out = _rows(tiny_classifier, TEXTS)
+    held_out = length_batches(held_out, 8, seed=0)
+    settings = QadSettings(steps=60, learning_rate=1e-5, batch_size=8, freeze_observers_after=30, seed=1)
+    a, sa = quantization_aware_distill(wrapper, wrapper, rows, 48, settings, progress=False)
+    b, sb = quantization_aware_distill(wrapper, wrapper, rows, 48, settings, progress=False)
+    assert sa["loss_last"] < sa["loss_first"], sa
+    assert sa == sb
+
+    # post-training static int8 of the same graph, calibrated on every training batch
+    train = length_batches(rows, 8, seed=0)
+    dims = {n: {0: torch.export.Dim("b", min=1, max=8), 1: torch.export.Dim("s", min=2, max=48)}
+            for n in ("input_ids", "attention_mask", "token_type_ids")}
+    ptq = prepare_pt2e(torch.export.export(wrapper, train[0], dynamic_shapes=dims).module(),
+                       static_int8_quantizer(qat=False))
+    with torch.no_grad():
+        for x in train:
+            ptq(*x)
+        ptq = convert_pt2e(ptq)
+
+        def error(m):
+            return sum(float((m(*x) - wrapper(*x)).abs().mean()) for x in held_out) / len(held_out)
+
+        assert all(torch.equal(a(*x), b(*x)) for x in held_out)
+        assert 0 < error(a) < 0.5 * error(ptq), (error(a), error(ptq))
+
+
+def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path):
+    from tinybert_edge.converters.qat import QadSettings
+
+    fmt = get_format("executorch")
+    policy = SeqLenPolicy.make(48, dynamic=True)
+    r = fmt.export(tiny_classifier, tmp_path / "qat.pte", quantization="int8-qat", policy=policy, texts=TEXTS,
+                   qad_texts=TRAIN, qad=QadSettings(steps=30, learning_rate=1e-5, batch_size=8,
+                                                   freeze_observers_after=15))
+    fp32 = fmt.export(tiny_classifier, tmp_path / "fp32.pte", policy=policy, texts=TEXTS)
+    assert r.size_bytes < 0.7 * fp32.size_bytes  # int8 weights; the tiny model's fixed costs weigh more
+    assert r.details["quantization_aware_distillation"]["steps"] == 30
+    assert "quantization-aware distillation" in r.details["recipe"]
+    # the tiny random model's logits sit near zero, so labels can flip; the scores must still track fp32
+    assert r.parity.sqnr_db > 10.0, r.parity
+    assert not [op for op in r.details["ops_outside_delegate"] if op.split(".")[-1] in ("mm", "bmm", "linear")]
+
+
+def test_bad_quantization_requests(tiny_classifier, tmp_path):
+    fmt = get_format("executorch")
+    with pytest.raises(ExportError, match="needs the dynamic sequence length"):
+        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-qat", policy=SeqLenPolicy.make(48),
+                   texts=TEXTS, qad_texts=TRAIN)
+    with pytest.raises(ExportError, match="--qad-data"):
+        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-qat",
+                   policy=SeqLenPolicy.make(48, dynamic=True), texts=TEXTS)
+    with pytest.raises(ExportError, match="calibrates on 128 texts but only 24"):
+        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-static", texts=TEXTS)
+    with pytest.raises(ExportError, match="tflite does not offer quantization 'int8-qat'"):
+        from tinybert_edge.converters.export import export_bundles
+
+        export_bundles(tiny_classifier, tmp_path / "b", formats=["tflite"], quantizations=["int8-qat"], seq_len=48)
+    with pytest.raises(ExportError, match="--qad-data"):
+        from tinybert_edge.converters.export import export_bundles
+
+        export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8-qat"],
+                       seq_len=48)
+    assert not list(tmp_path.iterdir())
