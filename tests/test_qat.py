@@ -138,3 +138,35 @@ def test_bad_quantization_requests(tiny_classifier, tmp_path):
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8-qat"],
                        seq_len=48)
     assert not list(tmp_path.iterdir())
+
+
+def test_static_int8_report_times_failed_bundles_and_refuses_fixed_ones(tiny_classifier, tmp_path):
+    """benchmarks/scripts/static_int8.py: bundles that failed validation are still timed (bench
+    refuses them, as an app should), each row carries its own validation, ratios are against
+    dynamic int8; a fixed-length bundle is refused with exit 2."""
+    import json
+
+    from benchmarks.scripts import static_int8
+    from tinybert_edge.converters.export import export_bundles
+
+    data = tmp_path / "dev.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{'neg' if i % 2 else 'pos'}\n" for i, t in enumerate(TEXTS)))
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in TRAIN))
+    bundles = export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8", "int8-qat"],
+                             seq_len=48, data=data, qad_data=train, qad_steps=20)
+    out = tmp_path / "report"
+    assert static_int8.main([*(a for b in bundles for a in ("--bundle", str(b.path))), "--data", str(data),
+                             "--rows", "8", "--runs", "5", "--out", str(out)]) == 0
+    report = json.loads((out / "static_int8.json").read_text())
+    assert [r["quantization"] for r in report["results"]] == ["int8", "int8-qat"]
+    for r, b in zip(report["results"], bundles):
+        assert r["label_agreement"] == b.validation.label_agreement and r["status"] == b.metadata["status"]
+        assert r["p50_ms_fixed"] > 0 and r["p50_ms_real"] > 0
+    assert "| 1.00x / 1.00x |" in (out / "static_int8.md").read_text()
+    assert (out / "static_int8.png").stat().st_size > 10_000
+
+    fixed = export_bundles(tiny_classifier, tmp_path / "f", formats=["executorch"], quantizations=["int8"],
+                           policy=SeqLenPolicy.make(48), data=data)
+    assert static_int8.main(["--bundle", str(fixed[0].path), "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
+    assert not (tmp_path / "r2").exists()

@@ -1,0 +1,164 @@
+"""Static int8 ExecuTorch bundles against dynamic int8: label agreement, accuracy, size and speed.
+
+Issue #14 asks, for full-integer int8, "agreement, accuracy change, size, p50 vs dynamic int8".
+`tinybert-edge bench` refuses bundles that failed validation (as an app should), so this script
+reads each bundle's own validation from its metadata.json and times its .pte directly through
+ExecuTorch's Python runtime: batch 1, one thread, a 128-token input and the real lengths of the
+first --rows texts of --data, medians after warm-up runs, all bundles in one process, one after
+the other.
+
+Usage:
+    python -m benchmarks.scripts.static_int8 --bundle DIR [--bundle DIR ...] --data dev.tsv \
+        [--rows 200] [--runs 60] [--out benchmarks/results/static_int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(bundles: list[Path], data: Path, rows: int, runs: int, warmup: int = 5) -> dict:
+    """Time every bundle on the same inputs and collect its recorded validation.
+
+    Raises:
+        tinybert_edge.errors.KitError: a bundle that is not an ExecuTorch dynamic-length bundle,
+            or unreadable data.
+    """
+    import torch
+
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.export import read_validation_data
+    from tinybert_edge.converters.runtime import ExportError, pad_row, tokenize
+    from tinybert_edge.models import load_config, load_tokenizer
+
+    torch.set_num_threads(1)
+    results = []
+    for path in bundles:
+        meta = json.loads((path / "metadata.json").read_text())
+        if meta["format"] != "executorch":
+            raise ExportError(f"{path} is a {meta['format']} bundle; this script times ExecuTorch bundles")
+        source = Path(meta["source_model"]["path"])
+        tok, config = load_tokenizer(source), load_config(source)
+        texts, pairs, _ = read_validation_data(data, config, max_examples=rows)
+        real = tokenize(tok, texts, pairs, meta["max_seq_len"])
+        n = meta["max_seq_len"]
+        long = (real[0][0][:-1] + [tok.unk_token_id] * n)[:n - 1] + [tok.sep_token_id], [0] * n
+        runner = load_bundle(path, allow_failed=True).runner(threads=1)
+        if runner.policy.kind != "dynamic":
+            raise ExportError(f"{path} has a {runner.policy.kind} length; export with --dynamic to compare schemes "
+                              "on real lengths")
+        p50 = {}
+        for workload, inputs in (("fixed", [long] * runs), ("real", real)):
+            ms = []
+            for i, (ids, types) in enumerate([inputs[0]] * warmup + list(inputs)):
+                arrays = pad_row(ids, types, len(ids), tok.pad_token_id)
+                t = time.perf_counter()
+                runner.run(runner.signature_for(len(ids)), *arrays)
+                if i >= warmup:
+                    ms.append((time.perf_counter() - t) * 1e3)
+            p50[workload] = statistics.median(ms)
+        v = meta["validation"]
+        results.append({"bundle": path.name, "quantization": meta["quantization"]["name"],
+                        "recipe": meta["quantization"]["recipe"], "status": meta["status"],
+                        "label_agreement": v["label_agreement"], "fp32_accuracy": v.get("fp32_accuracy"),
+                        "accuracy": v.get("artifact_accuracy"), "examples": v["examples"],
+                        "size_bytes": meta["files"][meta["artifact"]]["bytes"],
+                        "p50_ms_fixed": p50["fixed"], "p50_ms_real": p50["real"],
+                        "mean_real_tokens": sum(len(r[0]) for r in real) / len(real)})
+        print(f"{path.name}: agreement {100 * v['label_agreement']:.2f} %, p50 {p50['fixed']:.2f} ms at {n} tokens, "
+              f"{p50['real']:.2f} ms real", flush=True)
+    return {"schema": "tinybert-edge/static-int8", "date": date.today().isoformat(), "machine": _cpu(),
+            "threads": 1, "runs": runs, "rows": rows, "data": str(data), "results": results}
+
+
+def to_markdown(report: dict) -> str:
+    base = next((r for r in report["results"] if r["quantization"] == "int8"), report["results"][0])
+    lines = [f"ExecuTorch int8 schemes, {report['machine']}, 1 thread, batch 1, {report['date']}; p50 of "
+             f"{report['runs']} runs at 128 tokens and over {report['rows']} real texts; agreement and accuracy "
+             "from each bundle's validation (metadata.json)", "",
+             "| bundle | quantization | status | agreement with fp32 | accuracy (fp32) | size MB | p50 ms, 128 tokens "
+             "| p50 ms, real lengths | p50 vs dynamic int8 (128 / real) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        acc = f"{100 * r['accuracy']:.2f} % ({100 * r['fp32_accuracy']:.2f} %)" if r["accuracy"] is not None else "-"
+        lines.append(f"| {r['bundle']} | {r['quantization']} | {r['status']} | {100 * r['label_agreement']:.2f} % | "
+                     f"{acc} | {r['size_bytes'] / 1e6:.1f} | {r['p50_ms_fixed']:.2f} | {r['p50_ms_real']:.2f} | "
+                     f"{r['p50_ms_fixed'] / base['p50_ms_fixed']:.2f}x / {r['p50_ms_real'] / base['p50_ms_real']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "p50_ms_fixed", "128 tokens"), (axes[1], "p50_ms_real", "real lengths")):
+        for r in report["results"]:
+            ok = r["status"] == "passed"
+            ax.scatter(r[key], 100 * r["label_agreement"], s=r["size_bytes"] / 1e5, alpha=0.7,
+                       marker="o" if ok else "X", label=f"{r['quantization']} ({r['status']})")
+            ax.annotate(r["quantization"], (r[key], 100 * r["label_agreement"]), textcoords="offset points",
+                        xytext=(8, -4), fontsize=9)
+        ax.set_xlabel(f"p50 latency, ms ({title}, 1 thread)")
+        ax.set_ylabel("label agreement with fp32, %")
+        ax.set_title(f"ExecuTorch int8 schemes, {title}")
+        ax.grid(alpha=0.3)
+        lo = min(100 * r["label_agreement"] for r in report["results"])
+        ax.set_ylim(min(lo - 1, 93), 100.5)
+        xs = [r[key] for r in report["results"]]
+        ax.set_xlim(min(xs) * 0.85, max(xs) * 1.25)
+        ax.axhline(99, color="grey", ls="--", lw=1)
+        ax.text(min(xs) * 0.86, 99.1, "99 %: pass", fontsize=8, color="grey")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Static vs dynamic int8 on {report['machine']} (marker area = size; X = failed validation)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinybert_edge.errors import KitError
+    from tinybert_edge.files import write_bytes_atomically, write_json_atomically
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", action="append", required=True, help="ExecuTorch bundle directory (repeat)")
+    p.add_argument("--data", required=True, help="labelled file whose texts give the real lengths")
+    p.add_argument("--rows", type=int, default=200)
+    p.add_argument("--runs", type=int, default=60)
+    p.add_argument("--out", default="benchmarks/results/static_int8")
+    a = p.parse_args(argv)
+    try:
+        report = measure([Path(b) for b in a.bundle], Path(a.data), a.rows, a.runs)
+    except (KitError, OSError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(out / "static_int8.json", report)
+    write_bytes_atomically(out / "static_int8.md", to_markdown(report).encode())
+    plot(report, out / "static_int8.png")
+    print(f"wrote {out}/static_int8.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
