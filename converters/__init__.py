@@ -4,7 +4,8 @@ Two sides. The runtime side (runtime.py, bundle.py, litert_runtime.py, executorc
 needs numpy, `tokenizers` and the format's runtime: it opens, verifies and runs bundles. The
 export side (export.py, litert.py, executorch.py) needs torch and the converters. Every format
 has one export signature,
-`export(model_dir, out_path, *, quantization, policy, texts, text_pairs) -> ExportResult`,
+`export(model_dir, out_path, *, quantization, policy, texts, text_pairs) -> ExportResult`
+(ExecuTorch's static int8 schemes take a few more keywords: calibration size, int8-qat's texts),
 whose result carries the artifact path, its size and a parity report measured through the
 format's real runtime against eager PyTorch on the same inputs.
 

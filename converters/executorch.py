@@ -41,8 +41,9 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from tinybert_edge.files import write_bytes_atomically
 
 from .executorch_runtime import ExecuTorchRunner, method_names
-from .export import DEFAULT_TEXTS, ExportResult, eager_logits, load_for_export, sample_row
-from .qat import QadSettings, quantization_aware_distill, static_int8_quantizer
+from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, check_quantization_request, eager_logits,
+                     load_for_export, sample_row)
+from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
 QUANTIZATIONS = ("none", "int8", "int8-static", "int8-qat")
@@ -147,17 +148,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                           f"{', '.join(QUANTIZATIONS)}")
     policy = policy or SeqLenPolicy.make(seq_len or 128)
     out_path = Path(out_path)
-    if quantization == "int8-qat":
-        if policy.kind != "dynamic":
-            raise ExportError(f"int8-qat needs the dynamic sequence length (ExecuTorch's default), not {policy.kind}: "
-                              "padded rows put softmax mass on padding that static int8 cannot hold; drop "
-                              "--fixed/--buckets")
-        if not qad_texts:
-            raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
-                              "training file with --qad-data TRAIN (labels are not needed)")
-    if quantization == "int8-static" and len(texts or DEFAULT_TEXTS) < calibration_size:
-        raise ExportError(f"int8-static calibrates on {calibration_size} texts but only {len(texts or DEFAULT_TEXTS)} "
-                          "were given; pass a larger --data file or a smaller --calibration-size")
+    check_quantization_request(quantization, policy, len(texts or DEFAULT_TEXTS), calibration_size, bool(qad_texts),
+                               qad)
     # Static int8 masks padding after the softmax: an additive mask bias would share the scores'
     # quantized range and flatten them (keep_mask_attention).
     wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization in ("int8-static", "int8-qat"))
@@ -209,7 +201,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
-                              f"{calibration_size} texts), LayerNorm fp32; int8 row-wise word embeddings",
+                              f"{min(calibration_size, len(rows))} texts), LayerNorm fp32; int8 row-wise word embeddings",
                "int8-qat": "PT2E XNNPACKQuantizer static per-channel int8 after quantization-aware distillation "
                            "from the fp32 model" + (f" ({qad_summary['steps']} steps on {qad_summary['rows']} "
                                                      "texts)" if qad_summary else "")

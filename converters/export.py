@@ -29,7 +29,7 @@ from tinybert_edge.evaluate import classification_metrics, label_space_of, near_
 from tinybert_edge.files import publish_dir, sha256_file, write_bytes_atomically, write_json_atomically
 from tinybert_edge.models import check_classifier, load_classifier, load_config, load_tokenizer, resolve_model_dir
 
-from . import get_format
+from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, tokenize
@@ -38,6 +38,75 @@ DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "
 # self-test inputs besides the first validation texts: what tokenizers get wrong, and a text
 # longer than every bucket
 SELF_TEST_EXTRA = ["Café déjà vu, naïve ÉCOLE", "電影很好看 great 😀 film", " ".join(["brilliant"] * 300)]
+
+
+@dataclass(frozen=True)
+class QadSettings:
+    """How quantization-aware distillation trains.
+
+    Attributes:
+        steps: optimizer steps (each one batch of same-length rows).
+        learning_rate: AdamW learning rate (constant; measured on the demo student: 1e-5 and 2e-5
+            work, 1e-4 diverges on a tiny model).
+        batch_size: rows per batch (a length group smaller than this is one smaller batch).
+        freeze_observers_after: steps after which activation ranges stop moving, so the last
+            steps train against the ranges the artifact will have (None: a third of the steps;
+            measured: 100 of 300).
+        seed: batch order and initialisation of the fake-quant ranges.
+    """
+
+    steps: int = 300
+    learning_rate: float = 1e-5
+    batch_size: int = 16
+    freeze_observers_after: int | None = None
+    seed: int = 0
+
+    @property
+    def freeze_step(self) -> int:
+        """The step whose start freezes the ranges: the setting, or a third of the steps (at least 1)."""
+        return self.freeze_observers_after if self.freeze_observers_after is not None else max(1, self.steps // 3)
+
+    def check(self) -> None:
+        """Raises ExportError on a setting that cannot train."""
+        if self.steps < 1:
+            raise ExportError(f"quantization-aware distillation needs at least 1 step, got {self.steps} (--qad-steps)")
+        if self.freeze_observers_after is not None and not 1 <= self.freeze_observers_after < self.steps:
+            raise ExportError(f"freeze_observers_after {self.freeze_observers_after} must be within 1..{self.steps - 1}: "
+                              "the ranges need one step of observation, and freezing after the last step does nothing")
+        if self.batch_size < 1 or self.learning_rate <= 0:
+            raise ExportError(f"batch size {self.batch_size} and learning rate {self.learning_rate} must be positive")
+
+
+def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts: int, calibration_size: int,
+                               has_qad_texts: bool, qad: QadSettings | None = None) -> None:
+    """Refuse a static-int8 request that cannot work, before anything is exported.
+
+    Args:
+        quantization: the scheme asked for ("int8-static" and "int8-qat" are checked).
+        policy: the artifact's sequence-length policy.
+        n_texts: how many check texts there are (they calibrate int8-static).
+        calibration_size: how many of them int8-static calibrates on.
+        has_qad_texts: whether int8-qat has training texts.
+        qad: int8-qat's settings.
+
+    Raises:
+        ExportError: naming the problem and the flag that fixes it.
+    """
+    if quantization == "int8-static":
+        if calibration_size < 1:
+            raise ExportError(f"--calibration-size {calibration_size} must be at least 1")
+        if n_texts < calibration_size:
+            raise ExportError(f"int8-static calibrates on {calibration_size} texts but only {n_texts} were given; pass "
+                              "a larger --data file (or a larger --max-examples) or a smaller --calibration-size")
+    if quantization == "int8-qat":
+        if policy.kind != "dynamic":
+            raise ExportError(f"int8-qat needs the dynamic sequence length (ExecuTorch's default), not {policy.kind}: "
+                              "padded rows put softmax mass on padding that static int8 cannot hold; drop "
+                              "--fixed/--buckets")
+        if not has_qad_texts:
+            raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
+                              "training file with --qad-data TRAIN (labels are not needed)")
+        (qad or QadSettings()).check()
 
 
 def _write_self_test(tmp: Path, spec, r, tok, labels, texts, text_pairs) -> dict:
@@ -556,8 +625,10 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     for spec in specs:
         bad = [q for q in quantizations if q not in spec.quantizations]
         if bad:
+            offering = [f.name for f in FORMATS.values() if bad[0] in f.quantizations]
             raise ExportError(f"{spec.name} does not offer quantization {bad[0]!r}; it offers "
-                              f"{', '.join(spec.quantizations)}")
+                              f"{', '.join(spec.quantizations)}"
+                              + (f"; pass --format {' or '.join(offering)}" if offering else ""))
         if policies[spec.name].kind not in spec.policies:
             raise ExportError(f"{spec.name} does not support a {policies[spec.name].kind} sequence length "
                               f"(it supports {', '.join(spec.policies)}); "
@@ -570,18 +641,17 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     if data is not None:
         texts, pairs, gold = read_validation_data(data, config, columns, max_examples)
     options: dict[str, dict] = {"int8-static": {"calibration_size": calibration_size}}
+    qad = QadSettings(steps=qad_steps) if qad_steps is not None else QadSettings()
+    for spec in specs:  # every static-int8 request is checked before the first bundle is written
+        for q in quantizations:
+            check_quantization_request(q, policies[spec.name], len(texts or DEFAULT_TEXTS), calibration_size,
+                                       qad_data is not None, qad)
     if "int8-qat" in quantizations:
-        if qad_data is None:
-            raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
-                              "training file with --qad-data TRAIN (labels are not needed)")
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]
         options["int8-qat"] = {"qad_texts": [ex.text for ex in examples],
-                               "qad_text_pairs": qad_pairs if any(x is not None for x in qad_pairs) else None}
-        if qad_steps is not None:
-            from .qat import QadSettings  # imports ExecuTorch's quantizer: only when asked for
-
-            options["int8-qat"]["qad"] = QadSettings(steps=qad_steps)
+                               "qad_text_pairs": qad_pairs if any(x is not None for x in qad_pairs) else None,
+                               "qad": qad}
     name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
     results = []
     for spec in specs:

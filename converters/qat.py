@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import random
 from collections import defaultdict
-from dataclasses import dataclass
 
 import torch
 from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
@@ -32,40 +31,10 @@ from torchao.quantization.pt2e.fake_quantize import disable_observer
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 from tqdm.auto import tqdm
 
+from .export import QadSettings
 from .runtime import ExportError
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclass(frozen=True)
-class QadSettings:
-    """How quantization-aware distillation trains.
-
-    Attributes:
-        steps: optimizer steps (each one batch of same-length rows).
-        learning_rate: AdamW learning rate (constant; measured on the demo student: 1e-5 and 2e-5
-            work, 1e-4 diverges on a tiny model).
-        batch_size: rows per batch (a length group smaller than this is one smaller batch).
-        freeze_observers_after: steps after which activation ranges stop moving, so the last
-            steps train against the ranges the artifact will have.
-        seed: batch order and initialisation of the fake-quant ranges.
-    """
-
-    steps: int = 300
-    learning_rate: float = 1e-5
-    batch_size: int = 16
-    freeze_observers_after: int = 100
-    seed: int = 0
-
-    def check(self) -> None:
-        """Raises ExportError on a setting that cannot train."""
-        if self.steps < 1:
-            raise ExportError(f"quantization-aware distillation needs at least 1 step, got {self.steps}")
-        if self.freeze_observers_after < 1:
-            raise ExportError(f"freeze_observers_after {self.freeze_observers_after}: the ranges need at least one "
-                              "step of observation")
-        if self.batch_size < 1 or self.learning_rate <= 0:
-            raise ExportError(f"batch size {self.batch_size} and learning rate {self.learning_rate} must be positive")
 
 
 def is_layer_norm(node) -> bool:
@@ -143,7 +112,12 @@ def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
     if not batches:
         raise ExportError("quantization-aware distillation got no training text; pass the task's training file "
                           "(--qad-data TRAIN; labels are not needed)")
-    torch.manual_seed(settings.seed)
+    with torch.random.fork_rng():  # seeded without moving the caller's global RNG
+        torch.manual_seed(settings.seed)
+        return _train_and_convert(student, teacher, batches, max_len, settings, progress)
+
+
+def _train_and_convert(student, teacher, batches, max_len, settings, progress):
     batch_dim = torch.export.Dim("batch", min=1, max=max(settings.batch_size, 2))
     seq_dim = torch.export.Dim("seq", min=2, max=max_len)
     sample = next((b for b in batches if b[0].shape[0] >= 2 and b[0].shape[1] >= 3), None)
@@ -155,11 +129,13 @@ def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
     prepared = prepare_qat_pt2e(exported.module(), static_int8_quantizer(qat=True))
     params = [p for p in prepared.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
-    teacher = teacher.eval()
+    was_training = teacher.training
+    teacher.eval()
     losses = []
+    freeze = settings.freeze_step
     bar = tqdm(range(settings.steps), desc="quantization-aware distillation", disable=not progress)
     for step in bar:
-        if step == settings.freeze_observers_after:
+        if step == freeze:
             prepared.apply(disable_observer)
         x = batches[step % len(batches)]
         with torch.no_grad():
@@ -174,9 +150,10 @@ def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
         losses.append(loss.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
+    teacher.train(was_training)
     head, tail = losses[:20], losses[-20:]
     summary = {"steps": settings.steps, "learning_rate": settings.learning_rate, "batch_size": settings.batch_size,
-               "freeze_observers_after": settings.freeze_observers_after, "seed": settings.seed,
+               "freeze_observers_after": freeze if freeze < settings.steps else None, "seed": settings.seed,
                "rows": sum(int(b[0].shape[0]) for b in batches), "batches": len(batches),
                "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
     return convert_pt2e(prepared), summary

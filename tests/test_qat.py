@@ -61,9 +61,17 @@ def test_layer_norm_is_left_out_of_the_static_ranges(tiny_classifier):
     ids = torch.tensor([rows[0][0]])
     ep = torch.export.export(wrapper, (ids, torch.ones_like(ids), torch.zeros_like(ids)))
     assert any(is_layer_norm(n) for n in ep.graph.nodes)
-    prepared = prepare_pt2e(ep.module(), static_int8_quantizer(qat=False))
-    observed = {str(a.target) for n in prepared.graph.nodes if "rsqrt" in str(n.target) for a in n.args
-                if getattr(a, "op", None) == "call_module"}
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
+
+    def observed_variance(quantizer):
+        prepared = prepare_pt2e(ep.module(), quantizer)
+        return prepared, {str(a.target) for n in prepared.graph.nodes if "rsqrt" in str(n.target) for a in n.args
+                          if getattr(a, "op", None) == "call_module"}
+
+    # control: the stock static config does put an observer on LayerNorm's variance
+    stock = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True))
+    assert observed_variance(stock)[1], "control failed: the stock quantizer no longer observes the variance"
+    prepared, observed = observed_variance(static_int8_quantizer(qat=False))
     assert not observed, f"LayerNorm's variance gets a static int8 range: {observed}"
     assert any("activation_post_process" in str(n.target) for n in prepared.graph.nodes)  # the rest is quantized
 
@@ -128,7 +136,14 @@ def test_bad_quantization_requests(tiny_classifier, tmp_path):
                    policy=SeqLenPolicy.make(48, dynamic=True), texts=TEXTS)
     with pytest.raises(ExportError, match="calibrates on 128 texts but only 24"):
         fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-static", texts=TEXTS)
-    with pytest.raises(ExportError, match="tflite does not offer quantization 'int8-qat'"):
+    with pytest.raises(ExportError, match="--calibration-size 0 must be at least 1"):
+        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-static", texts=TEXTS, calibration_size=0)
+    with pytest.raises(ExportError, match="freeze_observers_after 30 must be within 1..29"):
+        from tinybert_edge.converters.export import QadSettings
+
+        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-qat", policy=SeqLenPolicy.make(48, dynamic=True),
+                   texts=TEXTS, qad_texts=TRAIN, qad=QadSettings(steps=30, freeze_observers_after=30))
+    with pytest.raises(ExportError, match="tflite does not offer quantization 'int8-qat'.*pass --format executorch"):
         from tinybert_edge.converters.export import export_bundles
 
         export_bundles(tiny_classifier, tmp_path / "b", formats=["tflite"], quantizations=["int8-qat"], seq_len=48)
@@ -136,6 +151,15 @@ def test_bad_quantization_requests(tiny_classifier, tmp_path):
         from tinybert_edge.converters.export import export_bundles
 
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8-qat"],
+                       seq_len=48)
+    # a bad request after a good one: refused before the good one's bundle is written
+    qad_file = tmp_path.parent / f"{tmp_path.name}-train.tsv"
+    qad_file.write_text("text\n" + "".join(f"{t}\n" for t in TRAIN))
+    with pytest.raises(ExportError, match="needs the dynamic sequence length"):
+        export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8", "int8-qat"],
+                       policy=SeqLenPolicy.make(48), qad_data=qad_file)
+    with pytest.raises(ExportError, match="calibrates on 128 texts but only 3"):
+        export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["none", "int8-static"],
                        seq_len=48)
     assert not list(tmp_path.iterdir())
 
