@@ -19,7 +19,6 @@ import argparse
 import datetime as _dt
 import json
 import math
-import platform
 import random
 import statistics
 import subprocess
@@ -543,17 +542,10 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
+    from tinybert_edge.benchmarks.harness import machine_info
 
-    return f"{cpu}, {os.cpu_count()} cores"
+    info = machine_info()
+    return f"{info['cpu']}, {info['cores']} cores"
 
 
 def write_report(grid: Grid, out: Path) -> dict:

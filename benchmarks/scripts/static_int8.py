@@ -16,22 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from datetime import date
 from pathlib import Path
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(bundles: list[Path], data: Path, rows: int, runs: int, warmup: int = 5) -> dict:
@@ -43,6 +32,7 @@ def measure(bundles: list[Path], data: Path, rows: int, runs: int, warmup: int =
     """
     import torch
 
+    from tinybert_edge.benchmarks.harness import machine_info
     from tinybert_edge.converters.bundle import load_bundle
     from tinybert_edge.converters.export import read_validation_data
     from tinybert_edge.converters.runtime import ExportError, pad_row, tokenize
@@ -84,7 +74,7 @@ def measure(bundles: list[Path], data: Path, rows: int, runs: int, warmup: int =
                         "mean_real_tokens": sum(len(r[0]) for r in real) / len(real)})
         print(f"{path.name}: agreement {100 * v['label_agreement']:.2f} %, p50 {p50['fixed']:.2f} ms at {n} tokens, "
               f"{p50['real']:.2f} ms real", flush=True)
-    return {"schema": "tinybert-edge/static-int8", "date": date.today().isoformat(), "machine": _cpu(),
+    return {"schema": "tinybert-edge/static-int8", "date": date.today().isoformat(), "machine": machine_info()["cpu"],
             "threads": 1, "runs": runs, "rows": rows, "data": str(data), "results": results}
 
 
