@@ -119,3 +119,24 @@ def test_small_data_arms_run_at_least_one_pass_over_their_augmented_rows(grid_ar
     plain = math.ceil(TINY["small_rows"] / TINY["batch_size"])  # 1 epoch of the 20 original rows, per step
     assert one_pass > plain
     assert r["steps"] == 2 * one_pass, (r["steps"], one_pass)
+
+
+def test_gd_minutes_do_not_count_the_minutes_a_run_sat_paused(tmp_path):
+    """A GD run paused (SIGSTOP) between its 1,000-step snapshot and its end shows a wall time
+    that no GD step cost; the table and the GD-minutes curve count that segment at the median
+    rate, and a run never paused keeps its wall time."""
+    from benchmarks.scripts.reproduce import Grid, GridConfig
+
+    g = Grid(tmp_path, GridConfig(), None)
+    gd = g.shared / "gd-sliced"
+    for step, seconds in ((300, 150.0), (1000, 500.0)):
+        snap = gd / "snapshots" / f"step-{step:08d}"
+        snap.mkdir(parents=True)
+        (snap / "snapshot.json").write_text(json.dumps({"step": step, "training_seconds": seconds}))
+    (gd / "summary.json").write_text(json.dumps({"steps": 3000, "seconds_total": 7500.0}))  # 2.5 s/step: paused
+    full, at_300 = g.arms["ours-sliced-gd-td"], g.arms["gd-curve-sliced-300"]
+    # segments 0-300 and 300-1000 run at 0.5 s/step; 1000-3000 at 3.5 s/step was paused
+    assert g._prerequisites(full)["gd"] == {"steps": 3000, "minutes": 25.0, "wall_minutes": 125.0}
+    assert g._prerequisites(at_300)["gd"] == {"steps": 300, "minutes": 2.5, "wall_minutes": 2.5}
+    (gd / "summary.json").write_text(json.dumps({"steps": 3000, "seconds_total": 1600.0}))  # never paused
+    assert g._prerequisites(full)["gd"]["minutes"] == pytest.approx(1600.0 / 60)

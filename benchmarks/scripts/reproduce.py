@@ -391,17 +391,44 @@ class Grid:
         """Steps and minutes of the shared inputs an arm stands on (GD, DA)."""
         out = {}
         if arm.gd:
-            s = json.loads((self.shared / f"gd-{arm.gd}" / "summary.json").read_text())
-            if arm.gd_step:
-                snap = json.loads((self.shared / f"gd-{arm.gd}" / "snapshots" / f"step-{arm.gd_step:08d}" /
-                                   "snapshot.json").read_text())
-                out["gd"] = {"steps": snap["step"], "minutes": snap["training_seconds"] / 60}
-            else:
-                out["gd"] = {"steps": s["steps"], "minutes": s.get("seconds_total", 0) / 60}
+            gd = self.shared / f"gd-{arm.gd}"
+            s = json.loads((gd / "summary.json").read_text())
+            # (steps, seconds) of every timing this GD run recorded: its snapshots and its end
+            timings = [(snap["step"], snap["training_seconds"]) for snap in
+                       (json.loads(f.read_text()) for f in sorted(gd.glob("snapshots/step-*/snapshot.json")))]
+            timings.append((s["steps"], s.get("seconds_total", 0.0)))
+            steps, wall = next(((n, sec) for n, sec in timings if n == arm.gd_step), timings[-1]) \
+                if arm.gd_step else timings[-1]
+            out["gd"] = {"steps": steps, "minutes": _unpaused_seconds(timings, steps) / 60, "wall_minutes": wall / 60}
         if arm.da:
             side = json.loads((self.shared / ("aug-small" if arm.small else "aug") / "train_aug.tsv.json").read_text())
             out["da"] = {"rows_in": side.get("rows"), "rows_out": side.get("output_rows")}
         return out
+
+
+def _unpaused_seconds(timings: list[tuple[int, float]], steps: int) -> float:
+    """Seconds a GD run took to reach `steps`, without the time it sat paused.
+
+    Wall time counts the minutes a run was stopped (SIGSTOP while another job had the cores).
+    Between two recorded timings (snapshots, the end) the run took some seconds per step; a
+    segment slower than twice the fastest segment was paused, and its steps are counted at the
+    median rate of the other segments instead (every GD step costs the same compute). Clean segments keep their
+    measured time, so a run that was never paused shows its wall time.
+
+    Args:
+        timings: (step, training seconds so far) pairs of one GD run.
+        steps: the step to report (one of the timings' steps).
+
+    Returns:
+        seconds.
+    """
+    points = sorted({(0, 0.0), *((n, sec) for n, sec in timings if n > 0)})
+    segments = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(points, points[1:]) if b[0] <= steps and b[0] > a[0]]
+    if not segments:
+        return 0.0
+    fastest = min(sec / n for n, sec in segments)
+    clean = statistics.median(sec / n for n, sec in segments if sec / n <= 2 * fastest)
+    return sum(sec if sec / n <= 2 * fastest else n * clean for n, sec in segments)
 
 
 def code_version() -> str:
@@ -462,7 +489,9 @@ def to_markdown(summary: dict, cfg: GridConfig, machine: str) -> str:
              f"{machine}. Budget per arm: step 1 {cfg.step1_epochs} and step 2 {cfg.step2_epochs} epochs of the "
              f"original training set in optimizer steps (batch {cfg.batch_size}, seq {cfg.seq_len}); GD "
              f"{cfg.gd_steps} steps of {cfg.gd_batch_size} x {cfg.gd_seq_len} tokens; DA N={cfg.aug_n}, "
-             f"p={cfg.aug_p}, K={cfg.aug_k} (teacher-embedding neighbours).", "",
+             f"p={cfg.aug_p}, K={cfg.aug_k} (teacher-embedding neighbours). GD minutes leave out the minutes a "
+             "GD run sat paused (a segment between its snapshots slower than twice the fastest counts at the "
+             "median rate of the others).", "",
              "| group | arm | seeds | dev acc % | test acc % | % of teacher acc (dev / test) | macro-F1 dev / test | "
              "% of teacher macro-F1 (dev / test) | recall per class (test) | steps | train min | GD / DA | paper |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
@@ -525,7 +554,7 @@ def plot(summary: dict, path: Path) -> None:
         pts.sort()
         if pts:
             ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=f"{init} init")
-    ax2.set_xlabel("general-distillation minutes (2-core CPU)")
+    ax2.set_xlabel("general-distillation minutes\n(2-core CPU, paused minutes left out)")
     ax2.set_ylabel("student dev accuracy, % of teacher (TD after GD, no DA)")
     ax2.set_title("What GD buys, per init")
     ax2.grid(alpha=0.3)
@@ -553,7 +582,10 @@ def write_report(grid: Grid, out: Path) -> dict:
     for inst_dir in sorted((grid.runs / "arms").glob("*")):
         f = inst_dir / "result.json"
         if f.is_file():
-            results.append(json.loads(f.read_text()))
+            r = json.loads(f.read_text())
+            if r["arm"] in grid.arms:  # GD minutes as computed now (older results stored wall minutes)
+                r["prerequisites"] = grid._prerequisites(grid.arms[r["arm"]])
+            results.append(r)
     order = {name: i for i, name in enumerate(grid.arms)}
     results.sort(key=lambda r: (order.get(r["arm"], 1 << 30), r["seed"]))
     summary = summarize(results)
