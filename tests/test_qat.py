@@ -194,3 +194,26 @@ def test_static_int8_report_times_failed_bundles_and_refuses_fixed_ones(tiny_cla
                            policy=SeqLenPolicy.make(48), data=data)
     assert static_int8.main(["--bundle", str(fixed[0].path), "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
     assert not (tmp_path / "r2").exists()
+
+
+def test_smoothquant_probe_keeps_the_fp32_function_and_its_multiplies_out_of_the_ranges(tiny_classifier):
+    """benchmarks/scripts/int8_sensitivity --smooth-alpha: moving per-channel range from each
+    linear's input into its weight must not change what the fp32 model computes, and the 1/s
+    multiplies must stay fp32 in the quantized graph (else their input gets the same per-tensor
+    range smoothing was meant to avoid)."""
+    from tinybert_edge.benchmarks.scripts.int8_sensitivity import SmoothedLinear, _is_smoothing_mul, smooth_linears
+    from tinybert_edge.converters.runtime import pad_row
+
+    wrapper, rows = _rows(tiny_classifier, TEXTS)
+    inputs = [tuple(torch.from_numpy(a) for a in pad_row(ids, types, len(ids), 0)) for ids, types in rows]
+    with torch.no_grad():
+        before = [wrapper(*x) for x in inputs]
+    smooth_linears(wrapper, inputs[:8], alpha=0.8)
+    n_linears = sum(isinstance(m, torch.nn.Linear) for m in wrapper.modules())
+    assert sum(isinstance(m, SmoothedLinear) for m in wrapper.modules()) == n_linears > 0
+    with torch.no_grad():
+        for x, ref in zip(inputs, before):
+            torch.testing.assert_close(wrapper(*x), ref, rtol=1e-4, atol=1e-4)
+    graph = torch.export.export(wrapper, inputs[0]).graph
+    marked = [n for n in graph.nodes if _is_smoothing_mul(n)]
+    assert len(marked) == n_linears  # one 1/s multiply per linear, and nothing else is taken for one

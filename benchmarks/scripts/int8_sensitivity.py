@@ -10,14 +10,14 @@ error, not a kernel's.
 
 Usage:
     python -m benchmarks.scripts.int8_sensitivity --model runs/demo/student/model \
-        --data dev.tsv [--seq-len 64] [--rows 400] [--calibration 128] [--out benchmarks/results/int8_sensitivity]
+        --data dev.tsv [--seq-len 64] [--rows 400] [--calibration 128] [--smooth-alpha 0.8] \
+        [--out benchmarks/results/int8_sensitivity]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from datetime import date
 from pathlib import Path
@@ -38,6 +38,31 @@ def _is_linear(node) -> bool:
     return "linear" in str(node.target)
 
 
+def _linear_group(node) -> str:
+    """Which of the Transformer layer's linears a node belongs to (the rest: pooler, classifier)."""
+    path = _module_path(node)
+    if "attention" in path and any(k in path for k in ("query", "key", "value")):
+        return "Q/K/V"
+    if "attention" in path and "output.dense" in path:
+        return "attention output"
+    if "intermediate" in path:
+        return "FFN input (intermediate)"
+    if "output.dense" in path:
+        return "FFN output"
+    return "pooler and classifier"
+
+
+def _is_layer_norm(node) -> bool:
+    from tinybert_edge.converters.qat import is_layer_norm
+
+    return is_layer_norm(node)
+
+
+def _is_smoothing_mul(node) -> bool:
+    stack = list((node.meta.get("nn_module_stack") or {}).values())
+    return "mul" in str(node.target) and bool(stack) and "SmoothedLinear" in str(stack[-1][1])
+
+
 # name -> which annotated nodes stay quantized (the XNNPACK quantizer's filter function)
 VARIANTS = {
     "every op the quantizer takes (what int8-static exports)": lambda n: True,
@@ -46,11 +71,72 @@ VARIANTS = {
     "FFN output linear left fp32 (its input is the GELU output)": lambda n: not _is_ffn_output(n),
     "linears only": _is_linear,
     "linears only, FFN output left fp32": lambda n: _is_linear(n) and not _is_ffn_output(n),
+    "every op but LayerNorm (what int8-static exports since LayerNorm stays fp32)": lambda n: not _is_layer_norm(n),
+    **{f"only the {g} linears": (lambda g: lambda n: _is_linear(n) and _linear_group(n) == g)(g)
+       for g in ("Q/K/V", "attention output", "FFN input (intermediate)", "FFN output", "pooler and classifier")},
 }
 
 
-def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int) -> dict:
+class SmoothedLinear(torch.nn.Module):
+    """y = (W diag(s)) (x / s): the same function, with per-input-channel range moved from the
+    activation into the weight (SmoothQuant, Xiao et al. 2023). In post-LN BERT the inputs of
+    Q/K/V and the FFN are the residual stream and the FFN output's input is a GELU, so the 1/s
+    cannot be folded into the op before; it stays an fp32 multiply, kept out of quantization."""
+
+    def __init__(self, linear: torch.nn.Linear, s: torch.Tensor):
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("inv_s", 1.0 / s)
+        with torch.no_grad():
+            linear.weight.mul_(s[None, :])
+
+    def forward(self, x):
+        return self.linear(x * self.inv_s)
+
+
+def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: float) -> torch.nn.Module:
+    """Replace every nn.Linear of `model` (in place) by a SmoothedLinear with
+    s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha), x's ranges measured on `calibration` inputs.
+
+    Args:
+        model: the classifier wrapper (its forward takes each calibration tuple).
+        calibration: model inputs that measure the activation ranges.
+        alpha: migration strength in [0, 1] (0: s = 1/max|W|, 1: s = max|x|).
+
+    Returns:
+        `model`, whose fp32 outputs are unchanged up to rounding.
+    """
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    amax: dict[str, torch.Tensor] = {}
+
+    def recorder(name):
+        def hook(_module, args):
+            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            amax[name] = torch.maximum(amax[name], x) if name in amax else x
+        return hook
+
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in linears]
+    with torch.no_grad():
+        for x in calibration:
+            model(*x)
+    for h in hooks:
+        h.remove()
+    modules = dict(model.named_modules())
+    for name, m in linears:
+        w = m.weight.detach().abs().amax(0).clamp(min=1e-5)
+        s = (amax[name].clamp(min=1e-5) ** alpha / w ** (1 - alpha)).clamp(1e-2, 1e2)
+        parent, _, child = name.rpartition(".")
+        setattr(modules[parent], child, SmoothedLinear(m, s))
+    return model
+
+
+def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
+            smooth_alpha: float | None = None) -> dict:
     """Label agreement and max |logit difference| vs fp32 of each variant on the first `rows` rows.
+
+    Args:
+        smooth_alpha: first apply SmoothQuant-style smoothing of every linear's input
+            (smooth_linears) with this alpha, calibrated on the calibration rows; None: no smoothing.
 
     Raises:
         tinybert_edge.errors.DataError: fewer than rows + calibration examples in `data`.
@@ -58,6 +144,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int) 
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from tinybert_edge.benchmarks.harness import machine_info
     from tinybert_edge.converters.export import load_for_export, read_validation_data
     from tinybert_edge.converters.runtime import pad_row, tokenize
     from tinybert_edge.errors import DataError
@@ -71,12 +158,15 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int) 
     inputs = [tuple(torch.from_numpy(a) for a in pad_row(i, t, seq_len, tok.pad_token_id)) for i, t in encoded]
     with torch.no_grad():
         reference = torch.cat([wrapper(*x) for x in inputs[:rows]])
+    if smooth_alpha is not None:
+        smooth_linears(wrapper, inputs[rows:rows + calibration], smooth_alpha)
     exported = torch.export.export(wrapper, inputs[0])
     results = []
     for name, keep in VARIANTS.items():
         quantizer = xq.XNNPACKQuantizer().set_global(
             xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-        quantizer.set_filter_function(keep)
+        # the smoothing multiplies stay fp32 (they carry the per-channel 1/s), like LayerNorm
+        quantizer.set_filter_function(lambda n, keep=keep: keep(n) and not _is_smoothing_mul(n))
         prepared = prepare_pt2e(exported.module(), quantizer)
         with torch.no_grad():
             for x in inputs[rows:rows + calibration]:  # calibrated on rows that are not scored
@@ -88,14 +178,16 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int) 
                         "max_abs_logit_diff": float((out - reference).abs().max())})
         print(f"{name:62s} agreement {100 * agreement:6.2f} %", flush=True)
     return {"schema": "tinybert-edge/int8-sensitivity", "date": date.today().isoformat(),
-            "machine": platform.processor() or platform.machine(), "model": str(model), "data": str(data),
-            "seq_len": seq_len, "rows": rows, "calibration_rows": calibration,
+            "machine": machine_info()["cpu"], "model": str(model), "data": str(data),
+            "seq_len": seq_len, "rows": rows, "calibration_rows": calibration, "smooth_alpha": smooth_alpha,
             "torch": torch.__version__, "results": results}
 
 
 def to_markdown(report: dict) -> str:
     lines = [f"Static int8 sensitivity, {report['rows']} rows of {Path(report['data']).name} scored, "
-             f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, {report['date']}",
+             f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, {report['date']}"
+             + (f", linears smoothed (SmoothQuant, alpha {report['smooth_alpha']})"
+                if report.get("smooth_alpha") is not None else ""),
              "", "| left in fp32 / quantized | label agreement | max abs logit diff |", "|---|---:|---:|"]
     for r in report["results"]:
         lines.append(f"| {r['variant']} | {100 * r['label_agreement']:.2f} % | {r['max_abs_logit_diff']:.2f} |")
@@ -112,11 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--rows", type=int, default=400, help="rows scored")
     p.add_argument("--calibration", type=int, default=128, help="other rows that calibrate the ranges")
+    p.add_argument("--smooth-alpha", type=float, default=None,
+                   help="smooth every linear's input first (SmoothQuant migration strength, 0-1)")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     p.add_argument("--out", default="benchmarks/results/int8_sensitivity")
     a = p.parse_args(argv)
-    torch.set_num_threads(2)
+    if a.smooth_alpha is not None and not 0.0 <= a.smooth_alpha <= 1.0:
+        p.error(f"--smooth-alpha {a.smooth_alpha}: use a value from 0 to 1")
+    torch.set_num_threads(max(1, a.threads))
     try:
-        report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration)
+        report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration, a.smooth_alpha)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
