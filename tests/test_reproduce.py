@@ -140,3 +140,53 @@ def test_gd_minutes_do_not_count_the_minutes_a_run_sat_paused(tmp_path):
     assert g._prerequisites(at_300)["gd"] == {"steps": 300, "minutes": 2.5, "wall_minutes": 2.5}
     (gd / "summary.json").write_text(json.dumps({"steps": 3000, "seconds_total": 1600.0}))  # never paused
     assert g._prerequisites(full)["gd"]["minutes"] == pytest.approx(1600.0 / 60)
+
+
+def test_a_carried_report_keeps_its_rows_and_a_rerun_teacher_matches_it(grid_args, tmp_path, capsys):
+    """A lost run directory (a new machine) loses no row: --carry takes the committed report's arm
+    instances as finished, keeps them marked in the table, and runs only what it lacks; the
+    teacher, which new arms distil from, runs again and must give the carried teacher's numbers."""
+    first, out = tmp_path / "first", tmp_path / "out"
+    assert main(grid_args(first, out, "teacher,student-finetune")) == 0
+    old = json.loads((out / "reproduce.json").read_text())
+    carry = ["--carry", str(out / "reproduce.json")]
+
+    runs, only = tmp_path / "new-machine", tmp_path / "only-carried"
+    capsys.readouterr()
+    assert main(grid_args(runs, only, "teacher,student-finetune") + carry) == 0
+    assert capsys.readouterr().out.count(": carried from ") == 2
+    assert not (runs / "arms").exists()  # nothing ran
+    report = json.loads((only / "reproduce.json").read_text())
+    assert [r["instance"] for r in report["arms"]] == ["teacher", "student-finetune"]
+    assert all(r["carried_from"]["date"] == old["date"] for r in report["arms"])
+    assert report["summary"]["rows"] == old["summary"]["rows"]
+    assert "Carried from earlier reports" in (only / "reproduce.md").read_text()
+
+    both = tmp_path / "both"
+    assert main(grid_args(runs, both, "teacher,student-finetune,student-pred-kd") + carry) == 0
+    assert sorted(p.name for p in (runs / "arms").iterdir()) == ["student-pred-kd", "teacher"]
+    report = json.loads((both / "reproduce.json").read_text())
+    by = {r["instance"]: r for r in report["arms"]}
+    assert set(by) == {"teacher", "student-finetune", "student-pred-kd"}
+    assert "carried_from" in by["student-finetune"] and "carried_from" not in by["teacher"]
+    assert by["teacher"]["dev"] == old["arms"][0]["dev"] and by["teacher"]["test"] == old["arms"][0]["test"]
+    assert "same accuracies: `teacher`" in (both / "reproduce.md").read_text()
+
+
+def test_a_carried_report_of_other_budgets_or_damaged_is_one_clear_error(grid_args, tmp_path, capsys):
+    first, out = tmp_path / "first", tmp_path / "out"
+    assert main(grid_args(first, out, "teacher")) == 0
+    report = json.loads((out / "reproduce.json").read_text())
+    report["config"]["step2_epochs"] = 7
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(report))
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text((out / "reproduce.json").read_text()[:200])
+    for path, msg in ((other, "made with other grid budgets (step2_epochs differ)"),
+                      (damaged, "not a readable JSON report"), (tmp_path / "none.json", "no such file")):
+        capsys.readouterr()
+        dest = tmp_path / f"o-{path.stem}"
+        assert main(grid_args(tmp_path / "r2", dest, "teacher") + ["--carry", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+        assert not dest.exists() and not (tmp_path / "r2").exists()

@@ -8,6 +8,12 @@ RUNS_DIR/shared and are made once. A finished arm leaves result.json and is skip
 call; an interrupted one resumes from its checkpoints (the kit's --resume), so the grid can be
 run over several sittings. After each arm the table is rewritten (JSON + Markdown + PNG).
 
+A run directory can be lost with its machine; the committed report is the durable record.
+`--carry benchmarks/results/reproduce/reproduce.json` takes every arm instance that report holds
+and RUNS_DIR does not, counts it as finished (it is not run again) and keeps it in the new table,
+marked with its own date, machine and code; an instance finished in RUNS_DIR wins over a carried
+one. Only a report made with the same grid budgets can be carried.
+
 Every arm gets the same task-distillation budget in optimizer steps (step 1 and step 2 each a
 fixed number of steps, counted on the original training set), so augmentation (DA) is compared
 at equal compute: with DA the same steps draw from the augmented file, in a shuffled copy.
@@ -577,8 +583,65 @@ def machine() -> str:
     return f"{info['cpu']}, {info['cores']} cores"
 
 
-def write_report(grid: Grid, out: Path) -> dict:
+def load_carried(paths: list[Path], cfg: GridConfig) -> dict[str, dict]:
+    """Arm instances of earlier reports, to carry into this one (see `--carry`).
+
+    Args:
+        paths: reproduce.json files written by this driver; a later file wins for an instance
+            that two of them hold.
+        cfg: this grid's budgets; a carried report must have been made with the same ones.
+
+    Returns:
+        {instance: result}, each result with a "carried_from" entry (report, date, machine).
+
+    Raises:
+        ConfigError: a file that is missing, not JSON, not this driver's report, or made with
+            other budgets (the rows would not be comparable).
+    """
+    out: dict[str, dict] = {}
+    now = asdict(cfg)
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--carry {path}: no such file; give a reproduce.json this driver wrote "
+                              "(e.g. benchmarks/results/reproduce/reproduce.json)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--carry {path}: not a readable JSON report ({e}); restore it from git "
+                              "(git checkout -- <file>) or leave --carry out") from None
+        if not isinstance(report, dict) or report.get("schema") != SCHEMA or not isinstance(report.get("arms"), list):
+            raise ConfigError(f"--carry {path}: not a report of this driver (schema {SCHEMA!r} with an 'arms' "
+                              "list); carry only the reproduce.json it writes")
+        old = report.get("config") or {}
+        differ = sorted(k for k in now.keys() & old.keys() if json.dumps(now[k]) != json.dumps(old[k]))
+        if differ:
+            raise ConfigError(f"--carry {path}: made with other grid budgets ({', '.join(differ)} differ), so its "
+                              "rows are not comparable; carry it only with the --config it was made with")
+        for r in report["arms"]:
+            if not (isinstance(r, dict) and {"arm", "instance", "seed", "dev", "test"} <= r.keys()):
+                raise ConfigError(f"--carry {path}: an arm entry lacks arm/instance/seed/dev/test; the file is "
+                                  "damaged: restore it from git or leave --carry out")
+            carried = dict(r)
+            carried["carried_from"] = r.get("carried_from") or {
+                "report": str(path), "date": report.get("date"), "machine": report.get("machine")}
+            out[r["instance"]] = carried
+    return out
+
+
+def write_report(grid: Grid, out: Path, carried: dict[str, dict] | None = None) -> dict:
+    """Write the table (JSON + Markdown + PNG) of every finished arm instance in the run
+    directory, plus the carried instances it does not hold.
+
+    Args:
+        grid: the grid whose RUNS_DIR/arms is read.
+        out: report directory (made if missing; each file is replaced atomically).
+        carried: instances from earlier reports (load_carried); RUNS_DIR wins where both hold one.
+
+    Returns:
+        The report written to reproduce.json.
+    """
     results = []
+    here = set()
     for inst_dir in sorted((grid.runs / "arms").glob("*")):
         f = inst_dir / "result.json"
         if f.is_file():
@@ -586,6 +649,11 @@ def write_report(grid: Grid, out: Path) -> dict:
             if r["arm"] in grid.arms:  # GD minutes as computed now (older results stored wall minutes)
                 r["prerequisites"] = grid._prerequisites(grid.arms[r["arm"]])
             results.append(r)
+            here.add(r["instance"])
+    # a carried result keeps the prerequisites it was measured with: its shared inputs are gone
+    results += [r for inst, r in (carried or {}).items() if inst not in here]
+    # instances measured again: does the re-run give the carried numbers (same code path, same seed)?
+    again = [(r, carried[r["instance"]]) for r in results if "carried_from" not in r and r["instance"] in (carried or {})]
     order = {name: i for i, name in enumerate(grid.arms)}
     results.sort(key=lambda r: (order.get(r["arm"], 1 << 30), r["seed"]))
     summary = summarize(results)
@@ -593,7 +661,26 @@ def write_report(grid: Grid, out: Path) -> dict:
               "config": asdict(grid.cfg), "summary": summary, "arms": results}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomically(out / "reproduce.json", report)
-    write_bytes_atomically(out / "reproduce.md", (to_markdown(summary, grid.cfg, report["machine"]) + "\n").encode())
+    md = to_markdown(summary, grid.cfg, report["machine"])
+    origins: dict[tuple, list[str]] = {}
+    for r in results:
+        if "carried_from" in r:
+            c = r["carried_from"]
+            origins.setdefault((c.get("date"), c.get("machine")), []).append(f"`{r['instance']}`")
+    if again:
+        same = [f"`{r['instance']}`" for r, c in again if (r["dev"]["accuracy"], r["test"]["accuracy"]) ==
+                (c["dev"]["accuracy"], c["test"]["accuracy"])]
+        other = [f"`{r['instance']}` (dev {100 * r['dev']['accuracy']:.2f} vs {100 * c['dev']['accuracy']:.2f}, "
+                 f"test {100 * r['test']['accuracy']:.2f} vs {100 * c['test']['accuracy']:.2f})"
+                 for r, c in again if (r["dev"]["accuracy"], r["test"]["accuracy"]) !=
+                 (c["dev"]["accuracy"], c["test"]["accuracy"])]
+        md += ("\n\nMeasured again and also in a carried report: " +
+               "; ".join(filter(None, [f"same accuracies: {', '.join(same)}" if same else "",
+                                       f"different (now vs carried): {', '.join(other)}" if other else ""])) + ".")
+    if origins:
+        md += "\n\nCarried from earlier reports (their run directories are gone; measured then, not now): " + \
+              "; ".join(f"{', '.join(v)} ({d}, {m})" for (d, m), v in origins.items()) + "."
+    write_bytes_atomically(out / "reproduce.md", (md + "\n").encode())
     if summary["rows"]:
         plot(summary, out / "reproduce.png")
     return report
@@ -612,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev")
     p.add_argument("--test")
     p.add_argument("--corpus")
+    p.add_argument("--carry", action="append", default=[], metavar="REPORT_JSON",
+                   help="an earlier reproduce.json: its arm instances that RUNS_DIR lacks count as finished "
+                        "and stay in the table, marked as carried (repeatable)")
     a = p.parse_args(argv)
     from tinybert_edge.cli import _quiet_transformers
 
@@ -630,16 +720,28 @@ def main(argv: list[str] | None = None) -> int:
             d = fetch_default()
             inputs = Inputs(Path(a.pretrained or d.teacher), Path(a.train or d.train), Path(a.dev or d.dev),
                             Path(a.test or d.test), Path(a.corpus or d.corpus))
+        carried = load_carried([Path(x) for x in a.carry], cfg)
         grid = Grid(Path(a.runs), cfg, inputs)
         todo = grid.names([x.strip() for x in a.arms.split(",") if x.strip()] if a.arms else None)
+        finished = lambda inst: (grid.arm_dir(inst) / "result.json").is_file()  # noqa: E731
+        # The teacher an arm distils from is the one in RUNS_DIR/shared: when new arms run, their
+        # teacher row runs too (a carried one would be a reference the new rows never saw).
+        new_small = {grid.arms[i.partition("@")[0]].small for i in todo if not finished(i) and i not in carried}
         for i, inst in enumerate(todo, 1):
-            fresh = not (grid.arm_dir(inst) / "result.json").is_file()
+            fresh = not finished(inst)
+            arm = grid.arms[inst.partition("@")[0]]
+            if fresh and inst in carried and not (arm.init is None and arm.small in new_small):
+                c = carried[inst]["carried_from"]
+                print(f"[{i}/{len(todo)}] {inst}: carried from {c['report']} ({c['date']}, {c['machine']})",
+                      flush=True)
+                continue
             t0 = time.perf_counter()
             r = grid.run(inst)
             if fresh:
                 print(f"[{i}/{len(todo)}] {inst}: dev {100 * r['dev']['accuracy']:.2f} %, test "
                       f"{100 * r['test']['accuracy']:.2f} % ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
-            write_report(grid, Path(a.out))
+                write_report(grid, Path(a.out), carried)  # after each arm: a stopped grid loses no row
+        write_report(grid, Path(a.out), carried)
         print(f"wrote {Path(a.out) / 'reproduce.md'} ({len(todo)} arm instances)")
         return 0
     except KitError as e:
