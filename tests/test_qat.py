@@ -217,3 +217,42 @@ def test_smoothquant_probe_keeps_the_fp32_function_and_its_multiplies_out_of_the
     graph = torch.export.export(wrapper, inputs[0]).graph
     marked = [n for n in graph.nodes if _is_smoothing_mul(n)]
     assert len(marked) == n_linears  # one 1/s multiply per linear, and nothing else is taken for one
+
+
+def test_cls_split_probe_keeps_the_fp32_function_and_gives_cls_its_own_static_range(tiny_classifier):
+    """benchmarks/scripts/int8_sensitivity --split-cls: the FFN output linear applied to [CLS] and
+    to the other rows separately computes the same thing in fp32, and after static calibration
+    the two inputs carry different quantization scales (the point of the split)."""
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from tinybert_edge.benchmarks.scripts.int8_sensitivity import ClsSplitLinear, split_cls_ffn_outputs
+    from tinybert_edge.converters.runtime import pad_row
+
+    wrapper, rows = _rows(tiny_classifier, TEXTS)
+    # one length: the exported graph's shape is static
+    inputs = [tuple(torch.from_numpy(a) for a in pad_row(ids, types, 48, 0)) for ids, types in rows]
+    with torch.no_grad():
+        before = [wrapper(*x) for x in inputs]
+    layers = wrapper.model.config.num_hidden_layers
+    assert split_cls_ffn_outputs(wrapper) == layers
+    assert sum(isinstance(m, ClsSplitLinear) for m in wrapper.modules()) == layers
+    with torch.no_grad():
+        for x, ref in zip(inputs, before):
+            torch.testing.assert_close(wrapper(*x), ref, rtol=1e-5, atol=1e-5)
+    quantizer = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True,
+                                                                                     is_dynamic=False))
+    prepared = prepare_pt2e(torch.export.export(wrapper, inputs[0]).module(), quantizer)
+    with torch.no_grad():
+        for x in inputs:
+            prepared(*x)
+    graph = convert_pt2e(prepared).graph
+    # the input scale of every linear whose module path is an FFN output
+    scales = []
+    for n in graph.nodes:
+        path = " ".join(v[0] for v in (n.meta.get("nn_module_stack") or {}).values())
+        if "linear" in str(n.target) and "output.dense" in path and "attention" not in path:
+            dq = n.args[0]  # dequantize(quantize(x)) feeds the linear
+            scales.append(float(dq.args[1]))
+    assert len(scales) == 2 * layers
+    assert all(a != b for a, b in zip(scales[::2], scales[1::2])), scales

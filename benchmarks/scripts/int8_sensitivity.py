@@ -11,7 +11,7 @@ error, not a kernel's.
 Usage:
     python -m benchmarks.scripts.int8_sensitivity --model runs/demo/student/model \
         --data dev.tsv [--seq-len 64] [--rows 400] [--calibration 128] [--smooth-alpha 0.8] \
-        [--out benchmarks/results/int8_sensitivity]
+        [--split-cls] [--out benchmarks/results/int8_sensitivity]
 """
 
 from __future__ import annotations
@@ -94,6 +94,37 @@ class SmoothedLinear(torch.nn.Module):
         return self.linear(x * self.inv_s)
 
 
+class ClsSplitLinear(torch.nn.Module):
+    """The same linear applied to the [CLS] position and to the other positions separately, then
+    concatenated: the same function, but a static quantizer now gives the two inputs (and outputs)
+    their own per-tensor ranges. In this student the FFN output's input (a GELU output) reaches
+    15-25 at [CLS] and about 2 elsewhere, so one range for all tokens leaves the words a few
+    int8 steps. Slices and a concatenation are integer ops: the graph stays full-integer."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return torch.cat([self.linear(x[:, :1]), self.linear(x[:, 1:])], dim=1)
+
+
+def split_cls_ffn_outputs(model: torch.nn.Module) -> int:
+    """Wrap every Transformer layer's FFN output linear (`*.output.dense` outside attention) in a
+    ClsSplitLinear, in place.
+
+    Returns:
+        How many linears were wrapped.
+    """
+    modules = dict(model.named_modules())
+    names = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear) and n.endswith("output.dense")
+             and "attention" not in n]
+    for name in names:
+        parent, _, child = name.rpartition(".")
+        setattr(modules[parent], child, ClsSplitLinear(modules[name]))
+    return len(names)
+
+
 def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: float) -> torch.nn.Module:
     """Replace every nn.Linear of `model` (in place) by a SmoothedLinear with
     s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha), x's ranges measured on `calibration` inputs.
@@ -131,15 +162,18 @@ def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: floa
 
 
 def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
-            smooth_alpha: float | None = None) -> dict:
+            smooth_alpha: float | None = None, split_cls: bool = False, only: list[str] | None = None) -> dict:
     """Label agreement and max |logit difference| vs fp32 of each variant on the first `rows` rows.
 
     Args:
         smooth_alpha: first apply SmoothQuant-style smoothing of every linear's input
             (smooth_linears) with this alpha, calibrated on the calibration rows; None: no smoothing.
+        split_cls: give the FFN output linears' [CLS] row its own static range (ClsSplitLinear).
+        only: run only the variants whose name contains one of these strings (None: all).
 
     Raises:
         tinybert_edge.errors.DataError: fewer than rows + calibration examples in `data`.
+        tinybert_edge.errors.ConfigError: `only` matches no variant.
     """
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -147,8 +181,11 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
     from tinybert_edge.benchmarks.harness import machine_info
     from tinybert_edge.converters.export import load_for_export, read_validation_data
     from tinybert_edge.converters.runtime import pad_row, tokenize
-    from tinybert_edge.errors import DataError
+    from tinybert_edge.errors import ConfigError, DataError
 
+    variants = {k: v for k, v in VARIANTS.items() if not only or any(o in k for o in only)}
+    if not variants:
+        raise ConfigError(f"--variants {', '.join(only)} matches none of: {'; '.join(VARIANTS)}")
     wrapper, tok, config = load_for_export(model, xnnpack=True, keep_mask=True)
     texts, pairs, _ = read_validation_data(data, config)
     if len(texts) < rows + calibration:
@@ -160,9 +197,11 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
         reference = torch.cat([wrapper(*x) for x in inputs[:rows]])
     if smooth_alpha is not None:
         smooth_linears(wrapper, inputs[rows:rows + calibration], smooth_alpha)
+    if split_cls:
+        split_cls_ffn_outputs(wrapper)
     exported = torch.export.export(wrapper, inputs[0])
     results = []
-    for name, keep in VARIANTS.items():
+    for name, keep in variants.items():
         quantizer = xq.XNNPACKQuantizer().set_global(
             xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
         # the smoothing multiplies stay fp32 (they carry the per-channel 1/s), like LayerNorm
@@ -180,6 +219,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
     return {"schema": "tinybert-edge/int8-sensitivity", "date": date.today().isoformat(),
             "machine": machine_info()["cpu"], "model": str(model), "data": str(data),
             "seq_len": seq_len, "rows": rows, "calibration_rows": calibration, "smooth_alpha": smooth_alpha,
+            "split_cls": split_cls,
             "torch": torch.__version__, "results": results}
 
 
@@ -187,7 +227,8 @@ def to_markdown(report: dict) -> str:
     lines = [f"Static int8 sensitivity, {report['rows']} rows of {Path(report['data']).name} scored, "
              f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, {report['date']}"
              + (f", linears smoothed (SmoothQuant, alpha {report['smooth_alpha']})"
-                if report.get("smooth_alpha") is not None else ""),
+                if report.get("smooth_alpha") is not None else "")
+             + (", FFN output linears split at [CLS] (own static range)" if report.get("split_cls") else ""),
              "", "| left in fp32 / quantized | label agreement | max abs logit diff |", "|---|---:|---:|"]
     for r in report["results"]:
         lines.append(f"| {r['variant']} | {100 * r['label_agreement']:.2f} % | {r['max_abs_logit_diff']:.2f} |")
@@ -206,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=int, default=128, help="other rows that calibrate the ranges")
     p.add_argument("--smooth-alpha", type=float, default=None,
                    help="smooth every linear's input first (SmoothQuant migration strength, 0-1)")
+    p.add_argument("--split-cls", action="store_true",
+                   help="run each FFN output linear on the [CLS] row and the other rows separately "
+                        "(own static ranges)")
+    p.add_argument("--variants", help="comma-separated parts of variant names to run (default: all)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     p.add_argument("--out", default="benchmarks/results/int8_sensitivity")
     a = p.parse_args(argv)
@@ -213,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--smooth-alpha {a.smooth_alpha}: use a value from 0 to 1")
     torch.set_num_threads(max(1, a.threads))
     try:
-        report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration, a.smooth_alpha)
+        report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration, a.smooth_alpha, a.split_cls,
+                         [v.strip() for v in a.variants.split(",") if v.strip()] if a.variants else None)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
