@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from tinybert_edge.benchmarks.harness import Target, machine_info, run_bench, to_markdown, write_report
+from tinybert_edge.benchmarks.harness import (Target, add_roofline, machine_info, run_bench, to_markdown,
+                                              write_report)
 from tinybert_edge.converters.runtime import latency_stats
 from tinybert_edge.cli import main
 from conftest import make_tiny_model_dir, sentences, write_tsv
@@ -25,6 +26,22 @@ def test_machine_info_names_cpu_cores_and_versions():
     m = machine_info()
     assert m["cores"] >= 1 and m["cpu"] and m["arch"]
     assert m["versions"]["torch"] and "executorch" in m["versions"]
+
+
+def test_int8_rows_fall_back_to_the_fp32_peak_where_pytorch_int8_gemm_is_slower():
+    # numbers from the avx2-only AMD EPYC of 2026-12-04: oneDNN's int8 GEMM at 1 GOP/s is no peak
+    row = {"status": "ok", "threads": 1, "quantization": "int8", "p50_ms": 52.64, "mean_input_tokens": 128,
+           "shape": {"layers": 4, "hidden": 312, "ffn": 1200}}
+    slow = {"status": "ok", "fp32_gflops": 33.0, "int8_gops": 1.0, "gemm": 1024, "kernels": "torch"}
+    a = dict(row)
+    add_roofline([a], slow)
+    assert a["roofline_peak"] == "fp32"
+    assert a["achieved_fraction"] == pytest.approx(a["gflop"] / 0.05264 / 33.0)
+    assert 0 < a["achieved_fraction"] < 1  # against the bogus int8 figure it would read ~25x the peak
+    fast = {**slow, "int8_gops": 120.0}  # a VNNI machine: the measured int8 peak stands
+    b = dict(row)
+    add_roofline([b], fast)
+    assert b["roofline_peak"] == "int8" and b["achieved_fraction"] == pytest.approx(b["gflop"] / 0.05264 / 120.0)
 
 
 @pytest.fixture(scope="module")

@@ -580,7 +580,10 @@ def machine() -> str:
     from tinybert_edge.benchmarks.harness import machine_info
 
     info = machine_info()
-    return f"{info['cpu']}, {info['cores']} cores"
+    # the widest vector ISA names the machine: two "AMD EPYC" machines (avx512_bf16 vs avx2 only)
+    # train the same arm at 2.4x different speeds, and their kernels round differently
+    widest = [f for f in ("amx_int8", "avx512_bf16", "avx512f", "avx2", "sve", "asimd") if f in info["isa"]][:1]
+    return f"{info['cpu']}{f' ({widest[0]})' if widest else ''}, {info['cores']} cores"
 
 
 def load_carried(paths: list[Path], cfg: GridConfig) -> dict[str, dict]:
