@@ -179,16 +179,21 @@ def measure_roofline(timeout: float = 600) -> dict:
             {"status": "failed", "reason": "the roofline measurement wrote nothing"}
 
 
-def int8_peak(roofline: dict) -> float:
-    """The int8 peak the int8 rows are held against, in GOP/s.
+def int8_peak(roofline: dict) -> tuple[float, str]:
+    """The peak the int8 rows are held against, in GOP/s, and which measurement it is.
 
     Where PyTorch has no fast int8 GEMM for this CPU (oneDNN's `_int_mm` on an avx2-only EPYC
     without VNNI: 1 GOP/s against 33 GFLOP/s fp32, 2026-12-04), its int8 figure is not a peak:
     XNNPACK's int8 kernels beat it 20-fold there. The fp32 peak is then the floor of the int8 one
     (int8 kernels are never slower than fp32 ones on the same core), so it is used instead, and
     such rows say "% fp32" in the report.
+
+    Returns:
+        (peak, "int8" or "fp32").
     """
-    return max(roofline["int8_gops"], roofline["fp32_gflops"])
+    if roofline["int8_gops"] >= roofline["fp32_gflops"]:
+        return roofline["int8_gops"], "int8"
+    return roofline["fp32_gflops"], "fp32"
 
 
 def add_roofline(rows: list[dict], roofline: dict) -> None:
@@ -201,9 +206,8 @@ def add_roofline(rows: list[dict], roofline: dict) -> None:
         r["gflop"] = transformer_flops(s["layers"], s["hidden"], s["ffn"], r["mean_input_tokens"]) / 1e9
         if roofline.get("status") == "ok" and r["threads"] == 1:
             int8 = r["quantization"].startswith("int8")
-            peak = int8_peak(roofline) if int8 else roofline["fp32_gflops"]
+            peak, r["roofline_peak"] = int8_peak(roofline) if int8 else (roofline["fp32_gflops"], "fp32")
             r["achieved_fraction"] = r["gflop"] / (r["p50_ms"] / 1000) / peak
-            r["roofline_peak"] = "int8" if int8 and roofline["int8_gops"] >= roofline["fp32_gflops"] else "fp32"
 
 
 def _add_accuracy_to_all_rows(rows: list[dict]) -> None:
@@ -259,7 +263,7 @@ def to_markdown(report: dict) -> str:
               "speedup = teacher p50 / row p50 at the same threads and workload."]
     rl = report.get("roofline", {})
     if rl.get("status") == "ok":
-        slow_int8 = rl["int8_gops"] < rl["fp32_gflops"]
+        slow_int8 = int8_peak(rl)[1] == "fp32"
         lines.append(f"Roofline (one core, {rl['kernels']}, {rl['gemm']}x{rl['gemm']} GEMM): fp32 "
                      f"{rl['fp32_gflops']:.0f} GFLOP/s, int8 {rl['int8_gops']:.0f} GOP/s"
                      + (" (below fp32: PyTorch has no fast int8 GEMM on this CPU, so int8 rows are held against the "

@@ -226,7 +226,8 @@ def test_cls_split_probe_keeps_the_fp32_function_and_gives_cls_its_own_static_ra
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from tinybert_edge.benchmarks.scripts.int8_sensitivity import ClsSplitLinear, split_cls_ffn_outputs
+    from tinybert_edge.benchmarks.scripts.int8_sensitivity import (ClsSplitLinear, _is_ffn_output, _is_linear,
+                                                                   split_cls_ffn_outputs)
     from tinybert_edge.converters.runtime import pad_row
 
     wrapper, rows = _rows(tiny_classifier, TEXTS)
@@ -250,8 +251,7 @@ def test_cls_split_probe_keeps_the_fp32_function_and_gives_cls_its_own_static_ra
     # the input scale of every linear whose module path is an FFN output
     scales = []
     for n in graph.nodes:
-        path = " ".join(v[0] for v in (n.meta.get("nn_module_stack") or {}).values())
-        if "linear" in str(n.target) and "output.dense" in path and "attention" not in path:
+        if _is_linear(n) and _is_ffn_output(n):
             dq = n.args[0]  # dequantize(quantize(x)) feeds the linear
             scales.append(float(dq.args[1]))
     assert len(scales) == 2 * layers

@@ -29,9 +29,13 @@ def _module_path(node) -> str:
     return " ".join(v[0] for v in (node.meta.get("nn_module_stack") or {}).values())
 
 
-def _is_ffn_output(node) -> bool:
-    path = _module_path(node)
+def _is_ffn_output_path(path: str) -> bool:
+    """A module path (a node's nn_module_stack, or a module name) inside an FFN output linear."""
     return "output.dense" in path and "attention" not in path
+
+
+def _is_ffn_output(node) -> bool:
+    return _is_ffn_output_path(_module_path(node))
 
 
 def _is_linear(node) -> bool:
@@ -118,7 +122,7 @@ def split_cls_ffn_outputs(model: torch.nn.Module) -> int:
     """
     modules = dict(model.named_modules())
     names = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear) and n.endswith("output.dense")
-             and "attention" not in n]
+             and _is_ffn_output_path(n)]
     for name in names:
         parent, _, child = name.rpartition(".")
         setattr(modules[parent], child, ClsSplitLinear(modules[name]))
