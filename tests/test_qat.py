@@ -256,3 +256,17 @@ def test_cls_split_probe_keeps_the_fp32_function_and_gives_cls_its_own_static_ra
             scales.append(float(dq.args[1]))
     assert len(scales) == 2 * layers
     assert all(a != b for a, b in zip(scales[::2], scales[1::2])), scales
+
+
+def test_sensitivity_probe_refuses_a_variants_filter_that_matches_nothing(tiny_classifier, tmp_path, capsys):
+    """int8_sensitivity --variants with no matching variant: one clear error naming the variants
+    there are, exit 2, and no report written."""
+    from tinybert_edge.benchmarks.scripts.int8_sensitivity import VARIANTS, main as sensitivity_main
+
+    out = tmp_path / "report"
+    rc = sensitivity_main(["--model", str(tiny_classifier), "--data", str(tmp_path / "unused.tsv"),
+                           "--variants", "no such variant", "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--variants no such variant matches none of" in err and next(iter(VARIANTS)) in err
+    assert not out.exists()
