@@ -41,7 +41,7 @@ QUANTIZATIONS = ("none", "int8")
 def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
                   policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                   text_pairs: list[str] | None = None, seq_len: int | None = None,
-                  fmt: str = "tflite") -> ExportResult:
+                  fmt: str = "tflite", keep_mask: bool = False) -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
@@ -53,6 +53,8 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         text_pairs: second segments for pair tasks, aligned with texts.
         seq_len: shorthand for a fixed policy of that length.
         fmt: "tflite", or "mediapipe" (fixed length only: one subgraph, which MediaPipe needs).
+        keep_mask: mask padding after the softmax (keep_mask_attention) instead of adding a
+            -3.4e38 bias to the scores: the graph static quantization needs (same outputs).
 
     Returns:
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
@@ -71,7 +73,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     out_path = Path(out_path)
-    wrapper, tok, config = load_for_export(model_dir, probabilities=True)
+    wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask)
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
     t0 = time.perf_counter()
