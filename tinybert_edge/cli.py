@@ -8,6 +8,7 @@ with status 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -145,7 +146,8 @@ def cmd_distill_task(a) -> int:
     run2 = a.step in ("prediction", "both")
     steps = TaskSteps(
         intermediate=_train_config(a, a.intermediate_epochs, a.intermediate_lr, a.intermediate_max_steps) if run1 else None,
-        prediction=_train_config(a, a.prediction_epochs, a.prediction_lr, a.prediction_max_steps) if run2 else None,
+        prediction=(dataclasses.replace(_train_config(a, a.prediction_epochs, a.prediction_lr, a.prediction_max_steps),
+                                        average_last=a.average_last) if run2 else None),
         temperature=a.temperature, scale_by_t2=a.t2)
     final = distill_task(a.teacher, a.train, a.out, steps, student_init=a.student_init, init=a.init,
                          slice_from=a.slice_from, preset=a.preset, preset_overrides=_overrides(a),
@@ -398,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--intermediate-max-steps", type=int, default=None)
     t.add_argument("--prediction-epochs", type=int, default=3, help="step 2 epochs (paper: 3)")
     t.add_argument("--prediction-lr", type=float, default=3e-5)
+    t.add_argument("--average-last", type=float, default=0.0, metavar="FRACTION",
+                   help="step 2 saves the average of its weights over this last fraction of its steps "
+                        "(e.g. 0.3; the last step's weights go to step2-prediction/model-raw); 0: off")
     t.add_argument("--prediction-max-steps", type=int, default=None)
     t.add_argument("--temperature", type=float, default=1.0, help="prediction-loss temperature (paper: 1)")
     t.add_argument("--t2", action="store_true", help="scale the prediction loss by t^2")

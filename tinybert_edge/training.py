@@ -11,10 +11,14 @@ A run directory holds:
                              process if it has one (safetensors), manifest.json with sha256 of
                              each file
     checkpoints/latest       name of the newest complete checkpoint
+                             (with --average-last, each checkpoint also holds the running
+                             average of the weights so far, average.safetensors)
     metrics.jsonl            per-loss values every `log_every` steps
     objective-state-rankR.safetensors  the objective's extra state at the end, if any (e.g. the
                              teacher logits task step 1 recorded for step 2)
     model/                   the final HF model directory, written atomically at the end
+                             (with average_last: the averaged weights)
+    model-raw/               with average_last only: the last step's weights, for comparison
     summary.json             written last; its presence means the run completed
 """
 
@@ -62,6 +66,11 @@ class TrainConfig:
         mixed_precision: "no" or "bf16" (autocast; where the hardware supports it).
         log_every: write per-loss metrics every N steps.
         threads: torch intra-op threads per process (None: cores / processes).
+        average_last: the saved model is the uniform average of the weights after each of the
+            last `average_last` fraction of steps (tail / Polyak averaging, as SWA does with one
+            sample per step); 0 saves the last step's weights. The last step's weights are then
+            kept in model-raw/ beside it. The average lies in a flatter region than any one step,
+            which is why it tends to generalize a little better.
     """
 
     epochs: int = 1
@@ -78,6 +87,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     log_every: int = 10
     threads: int | None = None
+    average_last: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,13 +103,19 @@ class TrainConfig:
             (self.mixed_precision in ("no", "bf16"), f"mixed precision must be no or bf16, got {self.mixed_precision!r}"),
             (self.log_every >= 1, f"log interval must be >= 1, got {self.log_every}"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (0 <= self.average_last <= 1, f"average-last must be a fraction of the steps in [0, 1], got "
+                                          f"{self.average_last}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.average_last:
+            # absent when off, so specs and GD-cache keys of runs made before it existed still match
+            d.pop("average_last")
+        return d
 
 
 # Options that may change between a run and its resumption without changing its result.
@@ -223,6 +239,53 @@ def _make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Op
         return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
+class WeightAverage:
+    """Uniform running average of a model's parameters over the last steps of a run.
+
+    Args:
+        module: the model whose parameters are averaged (the trained model, not the objective).
+        total_steps: the run's steps.
+        fraction: the share of the last steps to average (TrainConfig.average_last).
+    """
+
+    FILE = "average.safetensors"
+
+    def __init__(self, module: torch.nn.Module, total_steps: int, fraction: float):
+        self.module = module
+        # at least one step: a tiny fraction of a short run still averages the last step only
+        self.start = total_steps - max(1, round(fraction * total_steps))
+        self.count = 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    def update(self, step: int) -> None:
+        """Fold the weights after optimizer step `step` (1-based) into the mean when it is in the tail."""
+        if step <= self.start:
+            return
+        self.count += 1
+        with torch.no_grad():
+            for name, p in self.module.named_parameters():
+                if name not in self.mean:
+                    self.mean[name] = p.detach().float().clone()
+                else:
+                    self.mean[name].add_(p.detach().float() - self.mean[name], alpha=1.0 / self.count)
+
+    def state(self) -> dict[str, torch.Tensor] | None:
+        if not self.count:
+            return None
+        return {**{f"mean.{k}": v.contiguous() for k, v in self.mean.items()},
+                "count": torch.tensor(self.count, dtype=torch.int64)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.count = int(state["count"])
+        self.mean = {k[len("mean."):]: v.clone() for k, v in state.items() if k.startswith("mean.")}
+
+    def apply(self) -> None:
+        """Write the averaged weights into the module."""
+        with torch.no_grad():
+            for name, p in self.module.named_parameters():
+                p.copy_(self.mean[name].to(p.dtype))
+
+
 class Checkpointer:
     """Atomic, verifiable checkpoints of a run (see module docstring for the layout)."""
 
@@ -240,7 +303,7 @@ class Checkpointer:
         return found[-1] if found else None
 
     def save(self, accelerator, objective, optimizer, scheduler, state: dict,
-             extra: dict[str, torch.Tensor] | None = None) -> Path:
+             extra: dict[str, torch.Tensor] | None = None, average: dict[str, torch.Tensor] | None = None) -> Path:
         name = f"step-{state['step']:08d}"
         tmp = self.dir / f".{name}.tmp"
         if accelerator.is_main_process:
@@ -258,6 +321,8 @@ class Checkpointer:
             save_file(extra, str(tmp / EXTRA_STATE.format(rank=rank)))
         if accelerator.is_main_process:
             save_model(accelerator.unwrap_model(objective), str(tmp / "trainable.safetensors"))
+            if average is not None:  # in the manifest like the weights: a resume averages on exactly
+                save_file(average, str(tmp / WeightAverage.FILE))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             (tmp / "state.json").write_text(json.dumps({**state, "scheduler": scheduler.state_dict()}, indent=2))
         accelerator.wait_for_everyone()
@@ -301,7 +366,8 @@ class Checkpointer:
                 raise CheckpointError(f"checkpoint {ckpt}: {fname} is corrupted (sha256 mismatch); {hint}")
         return json.loads((ckpt / "state.json").read_text())
 
-    def load(self, ckpt: Path, accelerator, objective, optimizer, scheduler) -> dict:
+    def load(self, ckpt: Path, accelerator, objective, optimizer, scheduler,
+             average: "WeightAverage | None" = None) -> dict:
         state = self.verify(ckpt)
         rank = accelerator.process_index
         if state.get("world_size") != accelerator.num_processes:
@@ -331,6 +397,8 @@ class Checkpointer:
         extra = ckpt / EXTRA_STATE.format(rank=rank)
         if extra.is_file() and hasattr(objective, "load_extra_state"):
             objective.load_extra_state(load_file(str(extra)))
+        if average is not None and (ckpt / WeightAverage.FILE).is_file():
+            average.load(load_file(str(ckpt / WeightAverage.FILE)))
         return state
 
 
@@ -413,12 +481,13 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     optimizer = _make_optimizer(objective, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup))
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints)
+    average = WeightAverage(objective.trained_model(), total, cfg.average_last) if cfg.average_last else None
 
     step = 0
     elapsed_before = 0.0  # training seconds of earlier sessions of this run (resume)
     latest = ckpt.latest() if resume else None
     if latest is not None:
-        state = ckpt.load(latest, accelerator, objective, optimizer, scheduler)  # restores RNG too
+        state = ckpt.load(latest, accelerator, objective, optimizer, scheduler, average)  # restores RNG too
         if state["steps_per_epoch"] != steps_per_epoch or state["total_steps"] != total:
             raise CheckpointError(
                 f"checkpoint {latest} was made for {state['total_steps']} steps of {state['steps_per_epoch']} "
@@ -465,6 +534,8 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if average is not None:
+                average.update(step)
             bar.update(1)
             if step % cfg.log_every == 0 or step == total:
                 parts = torch.stack([losses[k].detach().float() for k in sorted(losses)])
@@ -489,7 +560,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                           {"step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
                            "world_size": world, "format": CHECKPOINT_FORMAT,
                            "elapsed_seconds": elapsed_before + time.perf_counter() - t0},
-                          extra=_extra_state(objective))
+                          extra=_extra_state(objective), average=average.state() if average else None)
             if step >= total:
                 break
     bar.close()
@@ -501,12 +572,17 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model).trained_model()
+        if average is not None:  # last step's weights first, then the average into the model itself
+            save_model_atomically(trained, tokenizer, run_dir / "model-raw", extra_files=model_files)
+            average.apply()
         save_model_atomically(trained, tokenizer, model_dir, extra_files=model_files)
         summary = {
             "steps": step, "total_steps": total, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
             "seconds_this_process": round(seconds, 2), "seconds_total": round(elapsed_before + seconds, 2),
             "processes": world, "final_losses": last,
         }
+        if average is not None:
+            summary["averaged_steps"] = average.count
         if extra is not None:  # load_extra_state checks these: the files are not in a checkpoint manifest
             summary["objective_state_sha256"] = {
                 str(r): sha256_file(run_dir / EXTRA_STATE.format(rank=r)) for r in range(world)}
