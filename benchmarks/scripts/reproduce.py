@@ -493,6 +493,16 @@ def summarize(results: list[dict]) -> dict:
                     row[f"{split}_{k}_kept"] = row[f"{split}_{k}"] / teacher[split][k]
             recalls = list(zip(*[r[split]["per_class_recall"] for r in rs]))
             row[f"{split}_per_class_recall"] = [statistics.mean(x) for x in recalls]
+        if all(f"raw_{split}" in r for r in rs for split in ("dev", "test")):
+            # weight-averaging arms: the same runs' last-step weights, and the paired difference
+            raw = {}
+            for split in ("dev", "test"):
+                last = [r[f"raw_{split}"]["accuracy"] for r in rs]
+                diff = [r[split]["accuracy"] - x for r, x in zip(rs, last)]
+                raw[f"{split}_accuracy"] = statistics.mean(last)
+                raw[f"{split}_accuracy_kept"] = statistics.mean(last) / teacher[split]["accuracy"] if teacher else None
+                raw[f"{split}_averaged_minus_last"] = diff
+            row["last_step_weights"] = raw
         rows.append(row)
     return {"rows": rows, "teacher": ref["teacher"], "small_teacher": ref["small-teacher"]}
 
@@ -528,6 +538,16 @@ def to_markdown(summary: dict, cfg: GridConfig, machine: str) -> str:
             f"{100 * r['dev_macro_f1']:.1f} / {100 * r['test_macro_f1']:.1f} | "
             f"{pct(r.get('dev_macro_f1_kept'))} / {pct(r.get('test_macro_f1_kept'))} | {recall} | {r['steps']:,} | "
             f"{r['train_minutes']:.1f} | {pre_s} | {r['paper'] or '-'} |")
+    for r in summary["rows"]:
+        raw = r.get("last_step_weights")
+        if raw:
+            def diffs(split):
+                d = raw[f"{split}_averaged_minus_last"]
+                return f"{', '.join(f'{100 * x:+.2f}' for x in d)} (mean {100 * statistics.mean(d):+.2f})"
+            lines += ["", f"`{r['arm']}`, the same runs' last-step weights (not averaged): dev "
+                          f"{100 * raw['dev_accuracy']:.2f} / test {100 * raw['test_accuracy']:.2f} % "
+                          f"({pct(raw['dev_accuracy_kept'])} / {pct(raw['test_accuracy_kept'])} % of the teacher); "
+                          f"averaged minus last, points per seed: dev {diffs('dev')}, test {diffs('test')}."]
     return "\n".join(lines)
 
 
