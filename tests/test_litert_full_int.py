@@ -88,3 +88,37 @@ def test_full_integer_probe_refuses_an_unknown_recipe(tiny_classifier, tmp_path,
     err = capsys.readouterr().err
     assert "--recipes a4w4: use some of dyn8, a8w8" in err
     assert not out.exists()
+
+
+def test_minmax_ranges_cover_every_calibration_row_and_ignore_their_order(tiny_classifier, tmp_path):
+    """--ranges minmax: the range of every tensor is the envelope of all calibration rows (so it
+    does not depend on their order and contains ai-edge-quantizer's moving-average range),
+    unlike the default, which weighs the last rows most."""
+    from ai_edge_quantizer import quantizer
+
+    from tinybert_edge.benchmarks.scripts.litert_full_int import _calibrate, ffn_output_scopes, make_recipe
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.litert import export_tflite
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    data = write_tsv(tmp_path / "cal.tsv", sentences(30, seed=7))
+    _, tok, config = load_for_export(tiny_classifier)
+    texts, _, _ = read_validation_data(data, config)
+    feeds = [{f"args_{i}": a.astype(np.int32) for i, a in enumerate(pad_row(ids, types, 16, tok.pad_token_id))}
+             for ids, types in tokenize(tok, texts, None, 16)]
+    export_tflite(tiny_classifier, tmp_path / "fp32.tflite", seq_len=16, texts=texts[:3], keep_mask=True)
+    float_model = (tmp_path / "fp32.tflite").read_bytes()
+    q = quantizer.Quantizer(float_model, make_recipe("a8w8", *ffn_output_scopes(float_model)))
+    minmax = _calibrate(q, float_model, feeds, "minmax")
+    minmax_reversed = _calibrate(q, float_model, feeds[::-1], "minmax")
+    ema = _calibrate(q, float_model, feeds, "ema")
+    ema_reversed = _calibrate(q, float_model, feeds[::-1], "ema")
+    tensors = [t for t in minmax if "min" in minmax[t]]
+    assert len(tensors) > 20 and set(tensors) <= set(ema)
+    for t in tensors:
+        np.testing.assert_array_equal(minmax[t]["min"], minmax_reversed[t]["min"])
+        np.testing.assert_array_equal(minmax[t]["max"], minmax_reversed[t]["max"])
+        assert np.all(minmax[t]["min"] <= ema[t]["min"] + 1e-6) and np.all(minmax[t]["max"] >= ema[t]["max"] - 1e-6)
+    # the moving average depends on the order and is narrower somewhere: the option changes something
+    assert any(not np.allclose(ema[t]["max"], ema_reversed[t]["max"]) for t in tensors)
+    assert any(np.any(minmax[t]["max"] > ema[t]["max"] + 1e-4) for t in tensors)

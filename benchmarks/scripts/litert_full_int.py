@@ -162,7 +162,8 @@ class _Runner:
 
 
 def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, kinds: list[str],
-            timing_runs: int = 30, work: Path | None = None, mask: str = "keep", bias: float = 20.0) -> dict:
+            timing_runs: int = 30, work: Path | None = None, mask: str = "keep", bias: float = 20.0,
+            ranges: str = "ema") -> dict:
     """Quantize the student's fp32 .tflite with each recipe kind and score it against fp32.
 
     Args:
@@ -176,6 +177,9 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
             need); "add": the -3.4e38 bias added to the scores (the graph the kit ships for
             dynamic int8), which then shares one static range with them; "bias": a bounded
             bias of -`bias` (see _probe_attention).
+        ranges: how the calibration rows' ranges combine. "ema": ai-edge-quantizer's default, a
+            moving average (0.95 old + 0.05 new per row), so the last ~20 rows weigh most and a
+            rare extreme is clipped; "minmax": the min and max over every calibration row.
 
     Returns:
         The report dict (schema tinybert-edge/litert-full-int).
@@ -240,7 +244,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
             t0 = time.perf_counter()
             q = quantizer.Quantizer(float_model, make_recipe(kind, ffn, gelu))
             with quiet_native_output("quantization"):
-                qsvs = q.calibrate({"serving_default": feeds[rows:rows + calibration]}, num_threads=1) \
+                qsvs = _calibrate(q, float_model, feeds[rows:rows + calibration], ranges) \
                     if q.need_calibration else None
                 quantized = bytes(q.quantize(qsvs, enable_progress_report=False).quantized_model)
             (work / f"{kind}.tflite").write_bytes(quantized)
@@ -261,9 +265,22 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
 
     return {"schema": "tinybert-edge/litert-full-int", "date": date.today().isoformat(),
             "machine": machine_info()["cpu"], "model": str(model), "data": str(data), "seq_len": seq_len, "mask": mask, "mask_bias": bias if mask == "bias" else None,
-            "rows": rows, "calibration_rows": calibration, "timing": f"p50 of {timing_runs} runs, 1 thread, 1 row",
+            "rows": rows, "calibration_rows": calibration, "calibration_ranges": ranges, "timing": f"p50 of {timing_runs} runs, 1 thread, 1 row",
             "ai_edge_quantizer": getattr(ai_edge_quantizer, "__version__", "0.10.0"),
             "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"), "results": results}
+
+
+def _calibrate(q, float_model: bytes, feeds: list[dict], ranges: str) -> dict:
+    """Activation ranges of the quantizer `q` from `feeds` (see measure's `ranges`)."""
+    if ranges == "ema":
+        return q.calibrate({"serving_default": feeds}, num_threads=1)
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.utils import qsv_utils
+
+    # Quantizer.calibrate has no option for the update rule; the Calibrator it wraps has.
+    cal = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    cal.calibrate({"serving_default": feeds}, q._recipe_manager)  # noqa: SLF001 (the recipe it quantizes with)
+    return cal.get_model_qsvs()
 
 
 def _accuracy(scores: np.ndarray, gold) -> float | None:
@@ -277,7 +294,7 @@ _MASKS = {"keep": "after the softmax", "add": "by the exporter's -3.4e38 bias", 
 
 def to_markdown(report: dict) -> str:
     lines = [f"Full-integer LiteRT (ai-edge-quantizer), {report['rows']} rows of {Path(report['data']).name} scored, "
-             f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, padding masked "
+             f"{report['calibration_rows']} others calibrate ({report.get('calibration_ranges', 'ema')} ranges), seq {report['seq_len']}, padding masked "
              f"{_MASKS[report.get('mask', 'add')].format(report.get('mask_bias'))}, {report['date']}, "
              f"{report['machine']}, {report['timing']}", "",
              "| recipe | label agreement with fp32 | accuracy | size | p50 | ops at int16 | ops still in float |",
@@ -307,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep: mask padding after the softmax (default); add: the -3.4e38 bias the kit ships; "
                         "bias: a bounded bias of -(--mask-bias)")
     p.add_argument("--mask-bias", type=float, default=20.0)
+    p.add_argument("--ranges", choices=("ema", "minmax"), default="ema",
+                   help="ema: ai-edge-quantizer's moving average of each row's range (its default); "
+                        "minmax: min and max over all calibration rows")
     p.add_argument("--timing-runs", type=int, default=30)
     p.add_argument("--work", help="keep the .tflite files here (default: a temporary directory)")
     p.add_argument("--out", default="benchmarks/results/litert_full_int")
@@ -314,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration,
                          [k.strip() for k in a.recipes.split(",") if k.strip()], a.timing_runs,
-                         Path(a.work) if a.work else None, a.mask, a.mask_bias)
+                         Path(a.work) if a.work else None, a.mask, a.mask_bias, a.ranges)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
