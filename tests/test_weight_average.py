@@ -83,6 +83,16 @@ def test_resume_with_another_fraction_is_refused(tiny_assets, tmp_path):
                  resume=True)
 
 
+def test_overwriting_an_averaged_run_without_averaging_leaves_no_stale_raw_model(tiny_assets, tmp_path):
+    out = tmp_path / "run"
+    finetune(tiny_assets["teacher_base"], tiny_assets["train"], out, _cfg(checkpoint_every=0))
+    assert (out / "model-raw").is_dir()
+    finetune(tiny_assets["teacher_base"], tiny_assets["train"], out, _cfg(checkpoint_every=0, average_last=0.0),
+             overwrite=True)
+    assert (out / "model").is_dir() and not (out / "model-raw").exists()
+    assert "averaged_steps" not in (out / "summary.json").read_text()
+
+
 def test_off_by_default_and_absent_from_the_spec():
     # absent when off: run directories and GD-cache keys made before the option still match
     assert "average_last" not in TrainConfig().to_dict()

@@ -195,7 +195,8 @@ def check_run_dir(run_dir: Path, run_spec: dict, *, resume: bool, overwrite: boo
 def init_run_dir(run_dir: Path, run_spec: dict) -> None:
     """Create a fresh run directory (main process only): drop our stale outputs, write the marker."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("checkpoints", "summary.json", "metrics.jsonl"):
+    # model-raw/: a run replaced by one without weight averaging must not keep the old last-step model
+    for stale in ("checkpoints", "summary.json", "metrics.jsonl", "model-raw"):
         p = run_dir / stale
         if p.is_dir():
             shutil.rmtree(p)
@@ -560,7 +561,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                           {"step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
                            "world_size": world, "format": CHECKPOINT_FORMAT,
                            "elapsed_seconds": elapsed_before + time.perf_counter() - t0},
-                          extra=_extra_state(objective), average=average.state() if average else None)
+                          extra=_extra_state(objective), average=average.state() if average is not None else None)
             if step >= total:
                 break
     bar.close()
