@@ -163,7 +163,7 @@ class _Runner:
 
 def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, kinds: list[str],
             timing_runs: int = 30, work: Path | None = None, mask: str = "keep", bias: float = 20.0,
-            ranges: str = "ema") -> dict:
+            ranges: str = "ema", reference_model: Path | None = None) -> dict:
     """Quantize the student's fp32 .tflite with each recipe kind and score it against fp32.
 
     Args:
@@ -180,6 +180,8 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
         ranges: how the calibration rows' ranges combine. "ema": ai-edge-quantizer's default, a
             moving average (0.95 old + 0.05 new per row), so the last ~20 rows weigh most and a
             rare extreme is clipped; "minmax": the min and max over every calibration row.
+        reference_model: the fp32 model the labels are held against (default: `model`), e.g. the
+            original student when `model` is its GPTQ-rounded copy (benchmarks/scripts/gptq_weights).
 
     Returns:
         The report dict (schema tinybert-edge/litert-full-int).
@@ -219,7 +221,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
         ffn, gelu = ffn_output_scopes(float_model)
         fp32 = _Runner(float_model)
         # the reference is the unmodified model in eager PyTorch (additive mask), on the same rows
-        wrapper, _, _ = load_for_export(model, probabilities=True)
+        wrapper, _, _ = load_for_export(reference_model or model, probabilities=True)
         with torch.no_grad():
             reference = np.stack([wrapper(*(torch.from_numpy(a.astype(np.int64)) for a in f.values()))[0].numpy()
                                   for f in feeds[:rows]])
@@ -264,7 +266,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
     import ai_edge_quantizer
 
     return {"schema": "tinybert-edge/litert-full-int", "date": date.today().isoformat(),
-            "machine": machine_info()["cpu"], "model": str(model), "data": str(data), "seq_len": seq_len, "mask": mask, "mask_bias": bias if mask == "bias" else None,
+            "machine": machine_info()["cpu"], "model": str(model), "data": str(data), "reference_model": str(reference_model or model), "seq_len": seq_len, "mask": mask, "mask_bias": bias if mask == "bias" else None,
             "rows": rows, "calibration_rows": calibration, "calibration_ranges": ranges, "timing": f"p50 of {timing_runs} runs, 1 thread, 1 row",
             "ai_edge_quantizer": getattr(ai_edge_quantizer, "__version__", "0.10.0"),
             "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"), "results": results}
@@ -296,7 +298,10 @@ def to_markdown(report: dict) -> str:
     lines = [f"Full-integer LiteRT (ai-edge-quantizer), {report['rows']} rows of {Path(report['data']).name} scored, "
              f"{report['calibration_rows']} others calibrate ({report.get('calibration_ranges', 'ema')} ranges), seq {report['seq_len']}, padding masked "
              f"{_MASKS[report.get('mask', 'add')].format(report.get('mask_bias'))}, {report['date']}, "
-             f"{report['machine']}, {report['timing']}", "",
+             f"{report['machine']}, {report['timing']}"
+             + (f"; labels held against the fp32 model {report['reference_model']} (the fp32 row: this model's "
+                f".tflite against it)" if report.get("reference_model", report["model"]) != report["model"] else ""),
+             "",
              "| recipe | label agreement with fp32 | accuracy | size | p50 | ops at int16 | ops still in float |",
              "|---|---:|---:|---:|---:|---|---|"]
     for r in report["results"]:
@@ -327,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ranges", choices=("ema", "minmax"), default="ema",
                    help="ema: ai-edge-quantizer's moving average of each row's range (its default); "
                         "minmax: min and max over all calibration rows")
+    p.add_argument("--reference", help="fp32 model the labels are held against (default: --model), e.g. the "
+                                        "original student when --model is its GPTQ-rounded copy")
     p.add_argument("--timing-runs", type=int, default=30)
     p.add_argument("--work", help="keep the .tflite files here (default: a temporary directory)")
     p.add_argument("--out", default="benchmarks/results/litert_full_int")
@@ -334,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration,
                          [k.strip() for k in a.recipes.split(",") if k.strip()], a.timing_runs,
-                         Path(a.work) if a.work else None, a.mask, a.mask_bias, a.ranges)
+                         Path(a.work) if a.work else None, a.mask, a.mask_bias, a.ranges,
+                         Path(a.reference) if a.reference else None)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
