@@ -37,9 +37,8 @@ class GptqReport:
     Attributes:
         linears: names of the rounded nn.Linear modules, in model order.
         tokens: calibration token rows seen by the encoder's linears (padding excluded).
-        sentences: calibration rows (texts).
-        exact_rows: output channels whose largest |q| is 127 (a per-channel min/max quantizer
-            reproduces GPTQ's integers exactly); `rows` is all of them.
+        exact_rows: output channels whose integers a per-channel min/max quantizer, run on the
+            rounded weights (int8_codes), stores unchanged; `rows` is all of them.
         rows: output channels rounded in all.
         output_error: per linear, relative output error ||X(W_q - W)^T|| / ||X W^T|| on the
             calibration rows, for nearest rounding and for GPTQ.
@@ -47,7 +46,6 @@ class GptqReport:
 
     linears: list[str] = field(default_factory=list)
     tokens: int = 0
-    sentences: int = 0
     exact_rows: int = 0
     rows: int = 0
     output_error: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -214,8 +212,7 @@ def gptq_round_model(model: nn.Module, batches, *, bits: int = 8, damp: float = 
     hessians, tokens = linear_hessians(model, batches, progress=progress)
     if not hessians:
         raise ValueError("the model has no nn.Linear to round")
-    report = GptqReport(tokens=tokens, sentences=sum(int(b["attention_mask"].shape[0]) for b in batches))
-    qmax = 2 ** (bits - 1) - 1
+    report = GptqReport(tokens=tokens)
     for name, module in model.named_modules():
         if name not in hessians:
             continue
@@ -223,8 +220,9 @@ def gptq_round_model(model: nn.Module, batches, *, bits: int = 8, damp: float = 
         rounded = gptq_round(w, h, bits=bits, damp=damp)
         report.output_error[name] = {"nearest": _relative_output_error(w, round_nearest(w, bits), h),
                                      "gptq": _relative_output_error(w, rounded, h)}
-        q = torch.round(rounded / per_channel_scale(w, bits)[:, None])
-        report.exact_rows += int((q.abs().amax(dim=1) == qmax).sum())
+        # GPTQ's integers (on the original scales) against what a downstream quantizer stores
+        q = torch.round(rounded.double() / per_channel_scale(w, bits).double()[:, None]).to(torch.int32)
+        report.exact_rows += int((int8_codes(rounded, bits) == q).all(dim=1).sum())
         report.rows += w.shape[0]
         module.weight.data.copy_(rounded.to(w.dtype))
         report.linears.append(name)
