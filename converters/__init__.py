@@ -36,6 +36,9 @@ class FormatSpec:
         runner: (path, policy, pad_id, threads) -> ArtifactRunner.
         default_policy: seq_len -> the length-aware policy `export` uses when none is asked for
             (measured: BENCHMARKS.md, "Length-aware default").
+        gptq: the quantizations whose linear weights are per-channel int8, which
+            `--weight-rounding gptq` can round (converters/gptq.py).
+        calibrated: the quantizations that calibrate activation ranges on --calibration-data.
     """
 
     name: str
@@ -46,6 +49,8 @@ class FormatSpec:
     export: Callable
     runner: Callable
     default_policy: Callable[[int], SeqLenPolicy]
+    gptq: tuple[str, ...] = ()
+    calibrated: tuple[str, ...] = ()
 
 
 def _missing(e: ImportError, package: str) -> ExportError:
@@ -100,12 +105,13 @@ def _dynamic(seq_len: int) -> SeqLenPolicy:
 
 FORMATS: dict[str, FormatSpec] = {
     "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static", "int8-qat"), ("fixed", "dynamic", "buckets"),
-                             "executorch", _pte, _pte_runner, _dynamic),
-    "tflite": FormatSpec("tflite", ".tflite", ("none", "int8"), ("fixed", "buckets"), "ai-edge-litert", _tflite,
-                         _tflite_runner, default_buckets),
+                             "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",)),
+    # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; see litert_static.py
+    "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8"), ("fixed", "buckets"), "ai-edge-litert",
+                         _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"), calibrated=("int16x8",)),
     # LiteRT with one fixed-length signature: what MediaPipe Tasks' TextClassifier loads as is
     "mediapipe": FormatSpec("mediapipe", ".tflite", ("none", "int8"), ("fixed",), "ai-edge-litert", _mediapipe,
-                            _tflite_runner, _fixed),
+                            _tflite_runner, _fixed, gptq=("int8",)),
 }
 
 

@@ -41,8 +41,8 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from tinybert_edge.files import write_bytes_atomically
 
 from .executorch_runtime import ExecuTorchRunner, method_names
-from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, check_quantization_request, eager_logits,
-                     load_for_export, sample_row)
+from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
+                     check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
 from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
@@ -117,7 +117,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                text_pairs: list[str] | None = None, seq_len: int | None = None,
                calibration_size: int = 128, qad_texts: list[str] | None = None,
-               qad_text_pairs: list[str] | None = None, qad: QadSettings | None = None) -> ExportResult:
+               qad_text_pairs: list[str] | None = None, qad: QadSettings | None = None,
+               calibration_texts: list[str] | None = None, calibration_text_pairs: list[str] | None = None,
+               weight_rounding: str = "nearest") -> ExportResult:
     """Export a sequence classifier to an XNNPACK-delegated .pte and check it against eager PyTorch.
 
     Args:
@@ -133,6 +135,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         calibration_size: how many texts calibrate int8-static (fewer texts is an error).
         qad_texts, qad_text_pairs: int8-qat's training texts (labels not needed).
         qad: int8-qat's training settings (default QadSettings()).
+        calibration_texts, calibration_text_pairs: real texts (not `texts`) whose activations
+            calibrate GPTQ (`calibration_size` of them, a seeded sample when there are more).
+        weight_rounding: "nearest", or "gptq" (int8 only; export.gptq_round_rows). The artifact
+            is still held against the unrounded model.
 
     Returns:
         ExportResult; details hold the operators left outside XNNPACK.
@@ -150,6 +156,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     out_path = Path(out_path)
     check_quantization_request(quantization, policy, len(texts or DEFAULT_TEXTS), calibration_size, bool(qad_texts),
                                qad)
+    check_weight_rounding(weight_rounding, quantization, ("int8",))
+    if weight_rounding == "gptq":
+        calibration_texts, calibration_text_pairs = calibration_sample(calibration_texts, calibration_text_pairs,
+                                                                       calibration_size, "GPTQ")
     # Static int8 masks padding after the softmax: an additive mask bias would share the scores'
     # quantized range and flatten them (keep_mask_attention).
     wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization in ("int8-static", "int8-qat"))
@@ -162,6 +172,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         module = copy.deepcopy(wrapper)
         owner, name = _word_embeddings_owner(module.model)
         setattr(owner, name, Int8RowwiseEmbedding(getattr(owner, name)))
+    rounding = None
+    if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
+        rounding = gptq_round_rows(module.model, tokenize(tok, calibration_texts, calibration_text_pairs,
+                                                          policy.max_len), tok.pad_token_id)
     dynamic = policy.kind == "dynamic"
     qad_summary = None
     if quantization == "int8-qat":
@@ -211,6 +225,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                "ops_outside_delegate": dict(sorted(outside.items())),
                "ops_outside_delegate_total": sum(outside.values()),
                "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)],
-               **({"quantization_aware_distillation": qad_summary} if qad_summary else {})}
+               **({"quantization_aware_distillation": qad_summary} if qad_summary else {}),
+               **({"weight_rounding": rounding} if rounding else {})}
     return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

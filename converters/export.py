@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import random
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -109,6 +110,87 @@ def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts:
         (qad or QadSettings()).check()
 
 
+WEIGHT_ROUNDINGS = ("nearest", "gptq")
+
+
+def check_weight_rounding(weight_rounding: str, quantization: str, rounds_weights: tuple[str, ...]) -> None:
+    """Refuse a weight rounding the request cannot use.
+
+    Args:
+        weight_rounding: "nearest" or "gptq".
+        quantization: the scheme asked for.
+        rounds_weights: the format's schemes whose linear weights are per-channel int8 (what
+            GPTQ rounds onto).
+
+    Raises:
+        ExportError: an unknown rounding, or gptq for a scheme without per-channel int8 weights.
+    """
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+    if weight_rounding == "gptq" and quantization not in rounds_weights:
+        raise ExportError(f"--weight-rounding gptq rounds per-channel int8 weights, which --quantize {quantization} "
+                          f"does not have here; use it with {' or '.join(rounds_weights)}")
+
+
+def calibration_sample(texts: list[str] | None, pairs: list[str] | None, size: int, what: str):
+    """`size` of the calibration texts (a seeded sample when there are more: files come sorted by
+    label or source as often as not), with their pairs.
+
+    Args:
+        texts, pairs: the calibration file's texts and second segments (None: no pairs).
+        size: how many to use (--calibration-size).
+        what: what they calibrate, for the error message.
+
+    Returns:
+        (texts, pairs or None), `size` of each, in file order.
+
+    Raises:
+        ExportError: no texts, or fewer than `size`.
+    """
+    if size < 1:
+        raise ExportError(f"--calibration-size {size} must be at least 1")
+    n = len(texts or [])
+    if n < size:
+        raise ExportError(f"{what} calibrate on {size} real texts but --calibration-data has {n}; pass the task's "
+                          "training file (not the validation file) with --calibration-data, or a smaller "
+                          "--calibration-size")
+    pick = sorted(random.Random(0).sample(range(n), size))
+    return [texts[i] for i in pick], ([pairs[i] for i in pick] if pairs else None)
+
+
+def gptq_round_rows(model: nn.Module, rows: list[tuple[list[int], list[int]]], pad_id: int,
+                    batch_size: int = 32) -> dict:
+    """GPTQ-round `model`'s linear weights in place, calibrated on tokenized real rows.
+
+    Args:
+        model: the HF classifier inside the export wrapper (eval mode).
+        rows: (ids, token types) of the calibration texts, not the validation texts.
+        pad_id: the tokenizer's padding id.
+        batch_size: rows per calibration batch (each padded to its longest row).
+
+    Returns:
+        What goes into the artifact's details: the method, rows, tokens, linears and how many
+        weight rows a per-channel quantizer stores exactly as GPTQ rounded them.
+
+    Raises:
+        ExportError: no calibration rows.
+    """
+    from .gptq import gptq_round_model
+
+    if not rows:
+        raise ExportError("GPTQ needs calibration texts; pass --calibration-data TRAIN")
+    batches = []
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s : s + batch_size]
+        length = max(len(ids) for ids, _ in chunk)
+        parts = [pad_row(ids, types, length, pad_id) for ids, types in chunk]
+        ids, mask, types = (torch.from_numpy(np.concatenate([p[j] for p in parts])) for j in range(3))
+        batches.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    report = gptq_round_model(model, batches)
+    return {"method": "gptq", "calibration_rows": len(rows), "tokens": report.tokens, "linears": len(report.linears),
+            "exact_rows": report.exact_rows, "rows": report.rows, "damp": 0.01, "act_order": True}
+
+
 def _write_self_test(tmp: Path, spec, r, tok, labels, texts, text_pairs) -> dict:
     """selftest.json: a few inputs with their ids and the artifact's outputs on this host."""
     n = min(len(texts), 5)
@@ -147,16 +229,20 @@ class ExportableClassifier(nn.Module):
     unchanged to eager attention, where it is added to the scores.
     """
 
-    def __init__(self, model: nn.Module, probabilities: bool = False):
+    def __init__(self, model: nn.Module, probabilities: bool = False, mask_bias: float | None = None):
         super().__init__()
         self.model = model
         self.probabilities = probabilities  # softmax inside the graph (MediaPipe expects probabilities)
+        # None: the most negative float32 (padding gets exactly zero weight); a number b: a
+        # bias of -b, which static activation ranges can share with the scores (litert_static.py)
+        self.mask_bias = mask_bias
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         if getattr(self.model.config, "_attn_implementation", None) == KEEP_MASK_ATTENTION:
             mask = attention_mask.to(torch.float32)[:, None, None, :]  # 0/1, applied after the softmax
         else:
-            mask = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
+            bias = torch.finfo(torch.float32).min if self.mask_bias is None else -self.mask_bias
+            mask = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * bias
         logits = self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=token_type_ids).logits
         return torch.softmax(logits, dim=-1) if self.probabilities else logits
 
@@ -257,7 +343,7 @@ def _xnnpack_friendly(model: nn.Module, keep_mask: bool = False) -> nn.Module:
 
 
 def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack: bool = False,
-                    keep_mask: bool = False):
+                    keep_mask: bool = False, mask_bias: float | None = None):
     """Load a student (or any BERT-family classifier) with eager attention, in eval mode.
 
     Args:
@@ -266,6 +352,8 @@ def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack:
             ExecuTorch's XNNPACK partitioner delegates (same outputs; see LayerNorm4d).
         keep_mask: attention masks padding after the softmax (keep_mask_attention), the form
             static int8 needs; implies xnnpack's rewrites.
+        mask_bias: padding gets an additive bias of -mask_bias instead of -3.4e38 (see
+            ExportableClassifier; not with keep_mask).
 
     Returns:
         (wrapper, tokenizer, config), the wrapper an ExportableClassifier.
@@ -276,7 +364,7 @@ def load_for_export(model_dir: str | Path, probabilities: bool = False, xnnpack:
     model = load_classifier(model_dir, attn_implementation="eager").eval()
     if xnnpack or keep_mask:
         _xnnpack_friendly(model, keep_mask)
-    return ExportableClassifier(model, probabilities).eval(), load_tokenizer(model_dir), model.config
+    return ExportableClassifier(model, probabilities, mask_bias).eval(), load_tokenizer(model_dir), model.config
 
 
 def sample_row(rows: list[tuple[list[int], list[int]]], length: int, sep_id: int) -> tuple[list[int], list[int]]:
@@ -452,7 +540,7 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
                   policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                   text_pairs: list[str] | None = None, gold: list[int] | None = None, data_name: str | None = None,
                   threshold: float = 0.99, make_zip: bool = False,
-                  export_options: dict | None = None) -> BundleResult:
+                  export_options: dict | None = None, calibration_name: str | None = None) -> BundleResult:
     """Export one artifact into a bundle directory, validated through its real runtime.
 
     Args:
@@ -467,7 +555,8 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
         threshold: minimum label agreement with eager fp32 PyTorch for status "passed".
         make_zip: also write <out_dir>.zip (atomically).
         export_options: extra keyword arguments of the format's export function (e.g.
-            int8-qat's training texts for ExecuTorch).
+            int8-qat's training texts for ExecuTorch, int16x8's calibration texts).
+        calibration_name: where the calibration texts came from, recorded in metadata.
 
     Returns:
         BundleResult; check `.validation.passed`.
@@ -521,7 +610,11 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
             "tokenizer": settings,
             "quantization": {"name": quantization, "recipe": r.details["recipe"],
                              **({"distillation": r.details["quantization_aware_distillation"]}
-                                if "quantization_aware_distillation" in r.details else {})},
+                                if "quantization_aware_distillation" in r.details else {}),
+                             **({"weight_rounding": {**r.details["weight_rounding"], "data": calibration_name}}
+                                if "weight_rounding" in r.details else {}),
+                             **({"calibration": {"data": calibration_name, **r.details["calibration"]}}
+                                if "calibration" in r.details else {})},
             "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
@@ -592,7 +685,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                    policy: SeqLenPolicy | None = None, seq_len: int = 128, data: str | Path | None = None,
                    columns=None, max_examples: int | None = None, threshold: float = 0.99, make_zip: bool = False,
                    on_result=None, calibration_size: int = 128, qad_data: str | Path | None = None,
-                   qad_steps: int | None = None) -> list[BundleResult]:
+                   qad_steps: int | None = None, calibration_data: str | Path | None = None,
+                   weight_rounding: str = "nearest") -> list[BundleResult]:
     """Export every (format, quantization) pair into OUT/<model>-<format>-<quant>-<policy>/.
 
     Args:
@@ -609,9 +703,14 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         threshold: minimum label agreement.
         make_zip: also zip each bundle.
         on_result: called with each BundleResult as soon as it exists (to print a line).
-        calibration_size: texts of `data` that calibrate int8-static.
+        calibration_size: texts of `data` that calibrate int8-static; texts of `calibration_data`
+            that calibrate int16x8 and GPTQ.
         qad_data: int8-qat's training file (its texts; labels are not read).
         qad_steps: int8-qat's training steps (default QadSettings' steps).
+        calibration_data: a task file other than `data` (the training split) whose texts
+            calibrate int16x8's activation ranges and GPTQ (labels are not read).
+        weight_rounding: "nearest", or "gptq" for every (format, quantization) with per-channel
+            int8 weights (FormatSpec.gptq); bundles so rounded are named ...-<quant>-gptq-...
 
     Returns:
         The bundles in export order, passed or failed.
@@ -646,6 +745,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         for q in quantizations:
             check_quantization_request(q, policies[spec.name], len(texts or DEFAULT_TEXTS), calibration_size,
                                        qad_data is not None, qad)
+    calibration = _calibration_request(specs, quantizations, weight_rounding, calibration_data, calibration_size,
+                                       data, columns)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]
@@ -657,14 +758,59 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     for spec in specs:
         p = policies[spec.name]
         for q in quantizations:
-            b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{q}-{p.tag}",
+            opts = dict(options.get(q) or {})
+            gptq = weight_rounding == "gptq" and q in spec.gptq
+            if gptq or q in spec.calibrated:
+                opts.update(calibration_texts=calibration[0], calibration_text_pairs=calibration[1],
+                            calibration_size=calibration_size, weight_rounding="gptq" if gptq else "nearest")
+            quant_tag = f"{q}-gptq" if gptq else q
+            b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{quant_tag}-{p.tag}",
                               quantization=q, policy=p, texts=texts, text_pairs=pairs, gold=gold,
                               data_name=str(data) if data else None, threshold=threshold, make_zip=make_zip,
-                              export_options=options.get(q))
+                              export_options=opts or None,
+                              calibration_name=str(calibration_data) if calibration_data else None)
             results.append(b)
             if on_result:
                 on_result(b)
     return results
+
+
+def _calibration_request(specs, quantizations: list[str], weight_rounding: str, calibration_data, size: int,
+                         data, columns) -> tuple[list[str] | None, list[str] | None]:
+    """The calibration texts (and pairs) the request needs, read and checked before any export.
+
+    Returns:
+        (texts, pairs or None); (None, None) when nothing asked for calibrates on --calibration-data.
+
+    Raises:
+        ExportError: an unknown rounding, gptq with nothing to round, a missing, empty or too
+            small calibration file, or the validation file given again as calibration file.
+    """
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+    gptq = [(s.name, q) for s in specs for q in quantizations if weight_rounding == "gptq" and q in s.gptq]
+    if weight_rounding == "gptq" and not gptq:
+        offers = sorted({q for s in specs for q in s.gptq})
+        raise ExportError(f"--weight-rounding gptq rounds per-channel int8 weights, which none of --quantize "
+                          f"{','.join(quantizations)} has here; use it with --quantize {' or '.join(offers) or 'int8'}")
+    users = [f"{s.name} {q}" for s in specs for q in quantizations if q in s.calibrated] + \
+            [f"{f} {q} (gptq)" for f, q in gptq]
+    if not users:
+        return None, None
+    if size < 1:
+        raise ExportError(f"--calibration-size {size} must be at least 1")
+    if calibration_data is None:
+        raise ExportError(f"{', '.join(users)} calibrate on real texts other than the ones they are validated on: "
+                          "pass the task's training file with --calibration-data TRAIN (labels are not read)")
+    if data is not None and Path(calibration_data).resolve() == Path(data).resolve():
+        raise ExportError(f"--calibration-data and --data are the same file ({data}): the artifact would be "
+                          "validated on the texts that set its ranges; pass the training split as --calibration-data")
+    examples = list(iter_task_examples(calibration_data, columns or Columns(), require_label=False))
+    if len(examples) < size:
+        raise ExportError(f"{', '.join(users)} calibrate on {size} texts but {calibration_data} has {len(examples)}; "
+                          "pass a larger --calibration-data file or a smaller --calibration-size")
+    pairs = [ex.text_pair for ex in examples]
+    return [ex.text for ex in examples], (pairs if any(x is not None for x in pairs) else None)
 
 
 def results_table(results: list[BundleResult]) -> str:

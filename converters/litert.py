@@ -15,7 +15,11 @@ the BERT tokenizer with vocab.txt and the labels (tflite_metadata.py). A single-
 ours; MediaPipe refuses files with several subgraphs, so a bucketed .tflite is for the kit and the
 app's LiteRT engine.
 
-Full-integer int8 (static activations, for NPU delegates) is not offered: see the README.
+Full-integer: "int16x8" (int16 activations, int8 weights, for NPU delegates; litert_static.py)
+is calibrated on real texts other than the validation texts. Static int8 activations are not
+offered (2-8 points of agreement lost, BENCHMARKS.md). Weight rounding "gptq" (gptq.py) rounds
+the int8 weights of "int8" and "int16x8" to minimise each linear's output error on calibration
+texts instead of to the nearest step; the artifact is still held against the unrounded model.
 """
 
 from __future__ import annotations
@@ -30,24 +34,34 @@ from litert_torch.generative.quantize import quant_recipes
 
 from tinybert_edge.files import write_bytes_atomically
 
-from .export import DEFAULT_TEXTS, ExportResult, eager_logits, load_for_export, sample_row
+from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
+                     gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
+from .litert_static import INT16X8, MASK_BIAS, op_dtypes_by_signature, quantize_int16x8
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
-QUANTIZATIONS = ("none", "int8")
+QUANTIZATIONS = ("none", "int8", INT16X8)
+RECIPES = {"none": "fp32",
+           "int8": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, float activations)",
+           INT16X8: f"ai-edge-quantizer static 16x8: int16 activations, int8 per-channel weights, every op the "
+                    f"quantizer takes; embedding gathers int8 weights with float output; final softmax float; "
+                    f"padding masked by a -{MASK_BIAS:g} bias"}
 
 
 def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
                   policy: SeqLenPolicy | None = None, texts: list[str] | None = None,
                   text_pairs: list[str] | None = None, seq_len: int | None = None,
-                  fmt: str = "tflite", keep_mask: bool = False) -> ExportResult:
+                  fmt: str = "tflite", keep_mask: bool = False, calibration_texts: list[str] | None = None,
+                  calibration_text_pairs: list[str] | None = None, calibration_size: int = 128,
+                  weight_rounding: str = "nearest") -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
         model_dir: HF sequence-classifier directory (e.g. a distilled student).
         out_path: the .tflite file to write (atomically: temp file, then rename).
-        quantization: "none" (fp32) or "int8" (dynamic range, embeddings included).
+        quantization: "none" (fp32), "int8" (dynamic range, embeddings included) or "int16x8"
+            (full-integer, int16 activations calibrated on `calibration_texts`; litert_static.py).
         policy: sequence-length policy (default fixed 128; "dynamic" is refused, see module doc).
         texts: inputs for the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
@@ -55,12 +69,17 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         fmt: "tflite", or "mediapipe" (fixed length only: one subgraph, which MediaPipe needs).
         keep_mask: mask padding after the softmax (keep_mask_attention) instead of adding a
             -3.4e38 bias to the scores: the graph static quantization needs (same outputs).
+        calibration_texts, calibration_text_pairs: real texts (not the validation texts) that
+            calibrate int16x8's activation ranges and GPTQ's Hessians; `calibration_size` of them
+            are used (a seeded sample when there are more).
+        weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
 
     Returns:
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
 
     Raises:
-        ExportError: unknown quantization, bad policy, missing runtime, or a failed conversion.
+        ExportError: unknown quantization, bad policy, missing runtime, a failed conversion, or
+            int16x8/gptq with fewer calibration texts than `calibration_size`.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
@@ -72,11 +91,27 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     if fmt == "mediapipe" and policy.kind != "fixed":
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
+    check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
+    calibrating = quantization == INT16X8 or weight_rounding == "gptq"
+    if calibrating:
+        calibration_texts, calibration_text_pairs = calibration_sample(
+            calibration_texts, calibration_text_pairs, calibration_size,
+            "int16x8's activation ranges" if quantization == INT16X8 else "GPTQ")
     out_path = Path(out_path)
-    wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask)
+    # int16x8: LayerNorm as MEAN/SUB/MUL/RSQRT (LayerNorm4d), which the quantizer all takes at
+    # int16 (torch's layer_norm converts to a SQUARED_DIFFERENCE it leaves in float)
+    wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask,
+                                           xnnpack=quantization == INT16X8,
+                                           mask_bias=MASK_BIAS if quantization == INT16X8 else None)
+    # the artifact is held against the model as the user has it: -3.4e38 mask, weights unrounded
+    reference_wrapper = load_for_export(model_dir, probabilities=True)[0] if calibrating else wrapper
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
+    calibration_rows = tokenize(tok, calibration_texts, calibration_text_pairs, policy.max_len) if calibrating else []
+    details: dict = {}
     t0 = time.perf_counter()
+    if weight_rounding == "gptq":
+        details["weight_rounding"] = gptq_round_rows(wrapper.model, calibration_rows, tok.pad_token_id)
     try:
         with quiet_native_output():
             kwargs = {}
@@ -98,19 +133,30 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                 data = staged.read_bytes()
     except ExportError as e:
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
+    if quantization == INT16X8:
+        # every calibration row, fitted to each signature's length, calibrates that signature
+        data = quantize_int16x8(data, {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
+                                              for row in calibration_rows]
+                                       for name, length in signature_names(policy)})
+        details["calibration"] = {"rows": len(calibration_rows), "ranges": "ai-edge-quantizer moving average"}
+        details["ops_in_float"] = {sig: kinds.get("float32", {}) for sig, kinds in op_dtypes_by_signature(data).items()}
     labels = [config.id2label[i] for i in range(len(config.id2label))]
     vocab = "".join(t + "\n" for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]))
     data = with_metadata(data, vocab, labels, policy.max_len, name=Path(str(model_dir)).name)
     write_bytes_atomically(out_path, data)
     seconds = time.perf_counter() - t0
-    reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
+    reference = eager_logits(reference_wrapper, rows, policy, tok.pad_token_id)
     candidate = LiteRTRunner(out_path, policy, pad_id=tok.pad_token_id).scores(rows)
-    details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "ai-edge-litert", "input_dtype": "int32",
+    details.update({"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "ai-edge-litert", "input_dtype": "int32",
                "outputs": "probabilities",
                "mediapipe": {"metadata": True, "signature": signature_names(policy)[0][0], "seq_len": policy.max_len,
                              "loadable": policy.kind == "fixed"},
-               "recipe": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, "
-                         "float activations)" if quantization == "int8" else "fp32",
-               "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]}
+               "recipe": RECIPES[quantization],
+               "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]})
     return ExportResult(fmt, quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)
+
+
+def _feed(row: tuple[list[int], list[int]], length: int, pad_id: int) -> dict:
+    return {f"args_{i}": a.astype("int32") for i, a in enumerate(pad_row(*row, length, pad_id))}
+

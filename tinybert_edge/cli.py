@@ -188,7 +188,8 @@ def cmd_export(a) -> int:
                              seq_len=a.seq_len, data=a.data, columns=_columns(a), max_examples=a.max_examples,
                              threshold=a.threshold / 100.0, make_zip=a.zip,
                              on_result=lambda b: print(b.line(), flush=True), calibration_size=a.calibration_size,
-                             qad_data=a.qad_data, qad_steps=a.qad_steps)
+                             qad_data=a.qad_data, qad_steps=a.qad_steps, calibration_data=a.calibration_data,
+                             weight_rounding=a.weight_rounding)
     print()
     print(results_table(results))
     if any(b.near_chance for b in results):
@@ -435,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "TextClassifier as is), or all")
     x.add_argument("--quantize", default="int8",
                    help="none, int8, int8-static (executorch only), int8-qat (executorch only: static int8 after "
-                   "quantization-aware distillation on --qad-data), all (= none,int8), or a comma list")
+                   "quantization-aware distillation on --qad-data), int16x8 (tflite only: full-integer, int16 "
+                   "activations and int8 weights for NPU delegates, calibrated on --calibration-data), "
+                   "all (= none,int8), or a comma list")
     x.add_argument("--seq-len", type=int, default=128, help="maximum (and, when fixed, exact) tokens per input")
     lx = x.add_mutually_exclusive_group()
     lx.add_argument("--fixed", action="store_true", help="every input padded to --seq-len (one signature)")
@@ -446,7 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--threshold", type=float, default=99.0,
                    help="minimum label agreement with fp32 PyTorch, in %% (default 99)")
     x.add_argument("--calibration-size", type=int, default=128,
-                   help="int8-static: texts of --data that calibrate the activation ranges (default 128)")
+                   help="int8-static: texts of --data that calibrate the activation ranges; int16x8 and "
+                   "--weight-rounding gptq: texts of --calibration-data (default 128)")
+    x.add_argument("--calibration-data", help="int16x8 and --weight-rounding gptq: a task file other than --data "
+                   "(the training split) whose texts calibrate activation ranges and GPTQ; labels are not read")
+    x.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
+                   help="how int8 weights are rounded: nearest (default), or gptq (each linear's output error on "
+                   "--calibration-data minimised; int8 of every format, int16x8)")
     x.add_argument("--qad-data", help="int8-qat: training texts for quantization-aware distillation from the fp32 "
                    "model (the task's train file; labels are not read)")
     x.add_argument("--qad-steps", type=int, default=None, help="int8-qat: training steps (default 300)")

@@ -1,0 +1,113 @@
+"""Full-integer LiteRT: int16 activations with int8 weights ("16x8"), through ai-edge-quantizer.
+
+Why 16x8 and not int8 activations: on TinyBERT students static int8 activations lose 2-8 points
+of label agreement in the ops between the linears (the GELU output feeding each FFN output
+linear, LayerNorm, the residual adds; BENCHMARKS.md "int8 sensitivity"), while int16
+activations with int8 weights kept 99.17-99.50 % on the full-profile student (BENCHMARKS.md,
+"Full-integer LiteRT"). TFLite's 16x8 kernels are what Qualcomm's, MediaTek's and Arm's NPU
+delegates take for full-integer transformers. On a CPU they run the reference int16 kernels and
+are far slower than dynamic int8 (about 100x on the Intel Xeon): 16x8 is for accelerators.
+
+What this module does to the converted fp32 .tflite:
+- every op the quantizer takes runs at int16 activations, with int8 per-channel weights;
+- the embedding tables are int8 weights whose gathers output float (then QUANTIZE), because
+  the quantizer has no integer gather for a 30k-row table feeding int16;
+- the graph outputs are dequantized (one DEQUANTIZE after the int16 softmax), so the
+  artifact's output is float32 probabilities like every other .tflite of the kit, and apps read
+  it unchanged;
+- padding is masked by a bounded additive bias (MASK_BIAS, made by the exporter's wrapper)
+  instead of -3.4e38, so one int16 range can hold the scores and the bias.
+
+Activation ranges come from calibration rows run through the fp32 .tflite (ai-edge-quantizer's
+moving average of each row's min/max), on texts other than the ones the artifact is validated on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT16X8 = "int16x8"
+
+# Padding gets exp(-20) = 2e-9 of the softmax mass it would have had: below fp32's resolution
+# of a probability near 1 (6e-8) even with 128 padded positions, and small enough that an int16
+# range of about [-25, 5] for the scores keeps a step near 1e-3 (the probe's -3.4e38 bias put
+# every score of a padded row on one step).
+MASK_BIAS = 20.0
+
+
+def int16x8_recipe():
+    """The ai-edge-quantizer recipe of the module doc (by op kind, so it fits any BERT .tflite).
+
+    Returns:
+        A qtyping.ModelQuantizationRecipe.
+    """
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    op = qtyping.TFLOperationName
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=16, weight_num_bits=8)
+    rm.add_dynamic_config(regex=".*", operation_name=op.EMBEDDING_LOOKUP, num_bits=8)
+    # the graph outputs stay float: the quantizer ends each signature with a DEQUANTIZE
+    rm.add_quantization_config(regex=".*", operation_name=op.OUTPUT,
+                               algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()
+
+
+def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]]) -> bytes:
+    """Quantize an fp32 .tflite to 16x8 with ranges from real calibration rows.
+
+    Args:
+        float_model: the fp32 .tflite (bounded mask bias, see MASK_BIAS), all its signatures.
+        calibration: {signature name: [feeds]}, a feed being {"args_0": int32 (1, L), ...} of that
+            signature's length; every signature needs at least one row.
+
+    Returns:
+        The quantized .tflite bytes (no metadata; the caller adds it).
+
+    Raises:
+        ExportError: a signature without calibration rows, or a failed quantization.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    from .runtime import ExportError, quiet_native_output
+
+    missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
+    if missing:
+        raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: every length needs real texts "
+                          "that pad to it; pass more --calibration-data rows or a larger --calibration-size")
+    q = quantizer.Quantizer(float_model, int16x8_recipe())
+    try:
+        with quiet_native_output("quantization"):
+            ranges = q.calibrate(calibration, num_threads=1)
+            return bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
+    except (ValueError, RuntimeError) as e:
+        raise ExportError(f"ai-edge-quantizer could not quantize the model to {INT16X8}: {e}") from None
+
+
+def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]:
+    """{signature: {output dtype: {op name: count}}} of every signature's subgraph.
+
+    An op whose output is float32 computes in float (DEQUANTIZE included); int8/int16 is the
+    activation width it runs at. (The interpreter's op listing covers the first subgraph only,
+    so this reads the flatbuffer.)
+    """
+    from collections import Counter
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    dtypes = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    out = {}
+    for sig in m.signatureDefs:
+        graph = m.subgraphs[sig.subgraphIndex]
+        counts: dict[str, Counter] = {}
+        for op in graph.operators:
+            code = m.operatorCodes[op.opcodeIndex]
+            name = ops.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            counts.setdefault(dtypes[graph.tensors[op.outputs[0]].type], Counter())[name] += 1
+        key = sig.signatureKey.decode() if isinstance(sig.signatureKey, bytes) else sig.signatureKey
+        out[key] = {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
+    return out

@@ -1,0 +1,203 @@
+"""`export --quantize int16x8` (full-integer LiteRT: int16 activations, int8 weights) and
+`--weight-rounding gptq`, through the real litert-torch converter, the real ai-edge-quantizer,
+the real ai-edge-litert runtime and the real ExecuTorch runtime, on a tiny 5-class classifier
+whose data is unlike Rotten Tomatoes: five labels and a first row longer than every bucket."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model_dir, sentences, write_tsv
+from tinybert_edge.cli import main
+
+pytestmark = pytest.mark.slow
+
+LABELS = ("anger", "fear", "joy", "love", "sadness")
+
+
+def _rows(n: int, seed: int, long_first: bool = False) -> list[tuple[str, str]]:
+    rows = [(text, LABELS[i % len(LABELS)]) for i, (text, _) in enumerate(sentences(n, seed=seed))]
+    if long_first:  # 90 words: longer than every bucket, cut to the last one
+        rows[0] = (" ".join(["brilliant awful funny"] * 30), rows[0][1])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def five_class(tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification
+
+    root = tmp_path_factory.mktemp("int16x8")
+    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3)
+    # a random tiny head gives logits near 0.004; scale them to a trained classifier's size so
+    # that quantization error can move probabilities and the parity figures mean something
+    model = AutoModelForSequenceClassification.from_pretrained(d)
+    with torch.no_grad():
+        model.classifier.weight.mul_(300.0)
+    model.save_pretrained(d)
+    return {"model": d, "dev": write_tsv(root / "dev.tsv", _rows(40, seed=4, long_first=True)),
+            "train": write_tsv(root / "train.tsv", _rows(80, seed=5))}
+
+
+def _export(a, out, *extra):
+    return main(["export", "--model", str(a["model"]), "--data", str(a["dev"]), "--seq-len", "32",
+                 "--calibration-size", "24", "--out", str(out), *extra])
+
+
+def test_int16x8_bundle_is_full_integer_float_out_and_reports_what_the_file_gives(five_class, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.litert_static import op_dtypes_by_signature
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    out = tmp_path / "b"
+    assert _export(five_class, out, "--format", "tflite", "--quantize", "int8,int16x8", "--buckets", "16,32",
+                   "--calibration-data", str(five_class["train"]), "--threshold", "0") == 0
+    bundle = out / "cls5-tflite-int16x8-b16-32"
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["status"] == "passed" and meta["quantization"]["name"] == "int16x8"
+    assert meta["quantization"]["calibration"]["data"] == str(five_class["train"])
+    assert meta["quantization"]["calibration"]["rows"] == 24
+    assert meta["task"]["labels"] == list(LABELS)
+    model = (bundle / "model.tflite").read_bytes()
+    # every signature computes at int16 except the embedding gathers (int8 tables, float rows),
+    # the mask's int -> float cast and the DEQUANTIZE that makes the output float probabilities
+    by_sig = op_dtypes_by_signature(model)
+    assert set(by_sig) == {"seq16", "seq32"}
+    for kinds in by_sig.values():
+        assert kinds["float32"] == {"CAST": 1, "DEQUANTIZE": 1, "EMBEDDING_LOOKUP": 2}
+        assert kinds["int16"]["FULLY_CONNECTED"] == 2 * 6 + 2 and kinds["int16"]["SOFTMAX"] == 2 * 1 + 1
+        assert "int8" not in kinds
+    interp = Interpreter(model_content=model)
+    for sig in ("seq16", "seq32"):
+        (detail,) = interp.get_signature_runner(sig).get_output_details().values()
+        assert detail["dtype"] == np.float32 and list(detail["shape"]) == [1, len(LABELS)]
+    # int8 weights: a quarter of the fp32 bytes, like dynamic int8
+    int8_size = (out / "cls5-tflite-int8-b16-32" / "model.tflite").stat().st_size
+    assert len(model) < 1.3 * int8_size
+
+    # the reported agreement is what the file gives, run again here against the eager model as
+    # the user has it (-3.4e38 mask, not the artifact's bounded bias)
+    wrapper, tok, config = load_for_export(five_class["model"], probabilities=True)
+    texts, _, gold = read_validation_data(five_class["dev"], config)
+    rows = tokenize(tok, texts, None, 32)
+    assert len(rows[0][0]) == 32  # the long first row is cut to the last bucket
+    agree = []
+    for ids, types in rows:
+        length = 16 if len(ids) <= 16 else 32
+        feed = [a.astype(np.int32) for a in pad_row(ids, types, length, tok.pad_token_id)]
+        probs = interp.get_signature_runner(f"seq{length}")(args_0=feed[0], args_1=feed[1], args_2=feed[2])
+        with torch.no_grad():
+            ref = wrapper(*(torch.from_numpy(a.astype(np.int64)) for a in feed))[0].numpy()
+        (p,) = probs.values()
+        assert np.abs(p[0] - ref).max() < 0.05  # int16 activations keep the probabilities close
+        agree.append(p[0].argmax() == ref.argmax())
+    assert meta["validation"]["label_agreement"] == pytest.approx(float(np.mean(agree)))
+    assert meta["validation"]["label_agreement"] >= 0.95
+    # and the bundle runs like any other: the kit's runner passes the self-test
+    b = load_bundle(bundle)
+    check = b.self_test()
+    assert check["passed"] and check["cases"] >= 4
+    probs, _ = b.classify(["brilliant and funny", "Café déjà vu 😀"])
+    assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1.0, atol=1e-3)
+
+
+def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(five_class, tmp_path):
+    from tinybert_edge.converters.litert import export_tflite
+
+    texts = [t for t, _ in _rows(40, seed=4)]
+    cal_a = [t for t, _ in _rows(80, seed=5)]
+    cal_b = [" ".join([t] * 3) for t in cal_a]  # longer rows: wider activation ranges
+
+    def run(name, cal):
+        return export_tflite(five_class["model"], tmp_path / name, quantization="int16x8", seq_len=32, texts=texts,
+                             calibration_texts=cal, calibration_size=24)
+
+    a, a2, b = run("a.tflite", cal_a), run("a2.tflite", cal_a), run("b.tflite", cal_b)
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "a2.tflite").read_bytes()
+    assert (tmp_path / "a.tflite").read_bytes() != (tmp_path / "b.tflite").read_bytes()
+    np.testing.assert_array_equal(a.reference_logits, b.reference_logits)
+    assert not np.array_equal(a.artifact_logits, b.artifact_logits)
+    assert a.details["calibration"]["rows"] == 24
+
+
+def test_bounded_mask_bias_matches_the_unbounded_mask_on_padded_rows(five_class):
+    """The int16x8 graph's -20 padding bias changes no probability by more than float noise."""
+    from tinybert_edge.converters.export import load_for_export
+    from tinybert_edge.converters.litert_static import MASK_BIAS
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    plain, tok, _ = load_for_export(five_class["model"], probabilities=True)
+    bounded, _, _ = load_for_export(five_class["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    for ids, types in tokenize(tok, [t for t, _ in _rows(10, seed=9)], None, 32):
+        feed = [torch.from_numpy(a) for a in pad_row(ids, types, 32, tok.pad_token_id)]
+        assert int(feed[1].sum()) < 32  # padded
+        with torch.no_grad():
+            torch.testing.assert_close(bounded(*feed), plain(*feed), atol=1e-6, rtol=0)
+
+
+def test_gptq_rounds_the_artifact_and_holds_it_against_the_unrounded_model(five_class, tmp_path):
+    """--weight-rounding gptq: the bundle is named for it and records it, its outputs differ from
+    nearest rounding's, and both are validated against the same eager (unrounded) outputs."""
+    from tinybert_edge.converters.executorch import export_pte
+
+    texts = [t for t, _ in _rows(40, seed=4)]
+    cal = [t for t, _ in _rows(80, seed=5)]
+    near = export_pte(five_class["model"], tmp_path / "n.pte", quantization="int8", seq_len=32, texts=texts)
+    gptq = export_pte(five_class["model"], tmp_path / "g.pte", quantization="int8", seq_len=32, texts=texts,
+                      calibration_texts=cal, calibration_size=24, weight_rounding="gptq")
+    np.testing.assert_array_equal(near.reference_logits, gptq.reference_logits)
+    assert not np.allclose(near.artifact_logits, gptq.artifact_logits)
+    r = gptq.details["weight_rounding"]
+    assert r["method"] == "gptq" and r["calibration_rows"] == 24 and r["linears"] == 2 * 6 + 2
+    assert r["exact_rows"] == r["rows"]  # XNNPACK's per-channel quantizer stores GPTQ's integers
+
+    out = tmp_path / "b"
+    assert _export(five_class, out, "--format", "tflite", "--quantize", "none,int8", "--fixed",
+                   "--calibration-data", str(five_class["train"]), "--weight-rounding", "gptq",
+                   "--threshold", "0") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cls5-tflite-int8-gptq-seq32", "cls5-tflite-none-seq32"]
+    meta = json.loads((out / "cls5-tflite-int8-gptq-seq32" / "metadata.json").read_text())
+    assert meta["quantization"]["weight_rounding"]["method"] == "gptq"
+    assert meta["quantization"]["weight_rounding"]["data"] == str(five_class["train"])
+    assert meta["quantization"]["weight_rounding"]["exact_rows"] == meta["quantization"]["weight_rounding"]["rows"]
+
+
+def _fails(argv, capsys, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [x for x in err.strip().splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1, err
+    for n in needles:
+        assert n in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("extra, needles", [
+    ([], ("--calibration-data TRAIN",)),
+    (["--calibration-data", "{dev}"], ("same file", "training split")),
+    (["--calibration-data", "{small}"], ("calibrate on 24 texts", "has 5", "--calibration-size")),
+    (["--calibration-data", "{empty}"], ("empty",)),
+    (["--calibration-data", "{train}", "--format", "executorch"], ("executorch does not offer", "--format tflite")),
+    (["--calibration-data", "{train}", "--calibration-size", "0"], ("--calibration-size 0",)),
+])
+def test_bad_int16x8_requests_get_one_error_and_write_nothing(five_class, tmp_path, capsys, extra, needles):
+    files = {"dev": five_class["dev"], "train": five_class["train"],
+             "small": write_tsv(tmp_path / "small.tsv", _rows(5, seed=1)), "empty": tmp_path / "empty.tsv"}
+    files["empty"].write_text("")
+    extra = [x.format(**files) for x in extra]
+    fmt = [] if "--format" in extra else ["--format", "tflite"]
+    out = tmp_path / "out"
+    _fails(["export", "--model", str(five_class["model"]), "--data", str(five_class["dev"]), "--seq-len", "32",
+            "--calibration-size", "24", "--out", str(out), "--quantize", "int16x8", *fmt, *extra], capsys, *needles)
+    assert not out.exists()
+
+
+def test_gptq_without_int8_weights_is_refused(five_class, tmp_path, capsys):
+    out = tmp_path / "out"
+    _fails(["export", "--model", str(five_class["model"]), "--data", str(five_class["dev"]), "--format", "tflite",
+            "--quantize", "none", "--weight-rounding", "gptq", "--calibration-data", str(five_class["train"]),
+            "--seq-len", "32", "--out", str(out)], capsys, "--weight-rounding gptq", "--quantize int16x8 or int8")
+    assert not out.exists()
