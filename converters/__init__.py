@@ -110,8 +110,9 @@ FORMATS: dict[str, FormatSpec] = {
     "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8"), ("fixed", "buckets"), "ai-edge-litert",
                          _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"), calibrated=("int16x8",)),
     # LiteRT with one fixed-length signature: what MediaPipe Tasks' TextClassifier loads as is
-    "mediapipe": FormatSpec("mediapipe", ".tflite", ("none", "int8"), ("fixed",), "ai-edge-litert", _mediapipe,
-                            _tflite_runner, _fixed, gptq=("int8",)),
+    # (int16x8 loads and runs in MediaPipe 1.2.2's TextClassifier: tests/test_int16x8.py)
+    "mediapipe": FormatSpec("mediapipe", ".tflite", ("none", "int8", "int16x8"), ("fixed",), "ai-edge-litert",
+                            _mediapipe, _tflite_runner, _fixed, gptq=("int8", "int16x8"), calibrated=("int16x8",)),
 }
 
 

@@ -33,6 +33,7 @@ from tinybert_edge.models import check_classifier, load_classifier, load_config,
 from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
+from .gptq import gptq_round_model
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, tokenize
 
 DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
@@ -175,8 +176,6 @@ def gptq_round_rows(model: nn.Module, rows: list[tuple[list[int], list[int]]], p
     Raises:
         ExportError: no calibration rows.
     """
-    from .gptq import gptq_round_model
-
     if not rows:
         raise ExportError("GPTQ needs calibration texts; pass --calibration-data TRAIN")
     batches = []

@@ -45,7 +45,7 @@ QUANTIZATIONS = ("none", "int8", INT16X8)
 RECIPES = {"none": "fp32",
            "int8": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, float activations)",
            INT16X8: f"ai-edge-quantizer static 16x8: int16 activations, int8 per-channel weights, every op the "
-                    f"quantizer takes; embedding gathers int8 weights with float output; final softmax float; "
+                    f"quantizer takes; embedding gathers int8 weights with float output; outputs dequantized to float32; "
                     f"padding masked by a -{MASK_BIAS:g} bias"}
 
 

@@ -24,7 +24,15 @@ moving average of each row's min/max), on texts other than the ones the artifact
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.tools import flatbuffer_utils
+from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe_manager
+
+from .runtime import ExportError, quiet_native_output
 
 INT16X8 = "int16x8"
 
@@ -41,8 +49,6 @@ def int16x8_recipe():
     Returns:
         A qtyping.ModelQuantizationRecipe.
     """
-    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
-
     op = qtyping.TFLOperationName
     rm = recipe_manager.RecipeManager()
     rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=16, weight_num_bits=8)
@@ -67,11 +73,6 @@ def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]]) -> 
     Raises:
         ExportError: a signature without calibration rows, or a failed quantization.
     """
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import quantizer
-
-    from .runtime import ExportError, quiet_native_output
-
     missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
     if missing:
         raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: every length needs real texts "
@@ -92,11 +93,6 @@ def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]
     activation width it runs at. (The interpreter's op listing covers the first subgraph only,
     so this reads the flatbuffer.)
     """
-    from collections import Counter
-
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
     ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))

@@ -105,6 +105,22 @@ def test_int16x8_bundle_is_full_integer_float_out_and_reports_what_the_file_give
     assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1.0, atol=1e-3)
 
 
+def test_mediapipe_tasks_runs_the_int16x8_bundle_as_the_kit_does(five_class, tmp_path):
+    """The full-integer file in MediaPipe Tasks' TextClassifier (real runtime, its own C++
+    tokenizer): the same labels as the kit's runner, and probabilities within one int16 step."""
+    from tinybert_edge.benchmarks.mediapipe_check import compare
+
+    out = tmp_path / "b"
+    assert _export(five_class, out, "--format", "mediapipe", "--quantize", "int16x8", "--fixed",
+                   "--calibration-data", str(five_class["train"]), "--threshold", "0") == 0
+    texts = [t for t, _ in _rows(20, seed=6)]
+    r = compare(out / "cls5-mediapipe-int16x8-seq32", texts)
+    # MediaPipe bundles its own TFLite build, whose int16 kernels round a few rows one output
+    # step (1/32768 of the softmax range) away from ai-edge-litert's; same ids give no more
+    assert r["label_agreement"] == 1.0
+    assert r["max_prob_diff"] <= 1 / 32768 + 1e-7
+
+
 def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(five_class, tmp_path):
     from tinybert_edge.converters.litert import export_tflite
 
@@ -180,7 +196,8 @@ def _fails(argv, capsys, *needles):
     (["--calibration-data", "{dev}"], ("same file", "training split")),
     (["--calibration-data", "{small}"], ("calibrate on 24 texts", "has 5", "--calibration-size")),
     (["--calibration-data", "{empty}"], ("empty",)),
-    (["--calibration-data", "{train}", "--format", "executorch"], ("executorch does not offer", "--format tflite")),
+    (["--calibration-data", "{train}", "--format", "executorch"],
+     ("executorch does not offer", "--format tflite or mediapipe")),
     (["--calibration-data", "{train}", "--calibration-size", "0"], ("--calibration-size 0",)),
 ])
 def test_bad_int16x8_requests_get_one_error_and_write_nothing(five_class, tmp_path, capsys, extra, needles):

@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "TextClassifier as is), or all")
     x.add_argument("--quantize", default="int8",
                    help="none, int8, int8-static (executorch only), int8-qat (executorch only: static int8 after "
-                   "quantization-aware distillation on --qad-data), int16x8 (tflite only: full-integer, int16 "
+                   "quantization-aware distillation on --qad-data), int16x8 (tflite and mediapipe: full-integer, int16 "
                    "activations and int8 weights for NPU delegates, calibrated on --calibration-data), "
                    "all (= none,int8), or a comma list")
     x.add_argument("--seq-len", type=int, default=128, help="maximum (and, when fixed, exact) tokens per input")
