@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import json
 import random
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -178,6 +179,9 @@ def gptq_round_rows(model: nn.Module, rows: list[tuple[list[int], list[int]]], p
     """
     if not rows:
         raise ExportError("GPTQ needs calibration texts; pass --calibration-data TRAIN")
+    if not any(isinstance(m, nn.Linear) for m in model.modules()):
+        raise ExportError(f"GPTQ rounds nn.Linear weights and {type(model).__name__} has none; use "
+                          "--weight-rounding nearest")
     batches = []
     for s in range(0, len(rows), batch_size):
         chunk = rows[s : s + batch_size]
@@ -745,7 +749,7 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             check_quantization_request(q, policies[spec.name], len(texts or DEFAULT_TEXTS), calibration_size,
                                        qad_data is not None, qad)
     calibration = _calibration_request(specs, quantizations, weight_rounding, calibration_data, calibration_size,
-                                       data, columns)
+                                       data, columns, texts, pairs)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]
@@ -775,15 +779,29 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
 
 
 def _calibration_request(specs, quantizations: list[str], weight_rounding: str, calibration_data, size: int,
-                         data, columns) -> tuple[list[str] | None, list[str] | None]:
+                         data, columns, texts: list[str] | None = None,
+                         pairs: list[str] | None = None) -> tuple[list[str] | None, list[str] | None]:
     """The calibration texts (and pairs) the request needs, read and checked before any export.
+
+    Calibration texts that are also validation texts (same text and pair) are left out, so the
+    validation figure is never measured on a text that set the artifact's ranges or rounding.
+
+    Args:
+        specs, quantizations, weight_rounding: the request.
+        calibration_data: --calibration-data (None: not given).
+        size: --calibration-size.
+        data: --data (for the same-file check).
+        columns: the files' tinybert_edge.data.Columns.
+        texts, pairs: the validation texts and second segments (None: none read).
 
     Returns:
         (texts, pairs or None); (None, None) when nothing asked for calibrates on --calibration-data.
 
     Raises:
-        ExportError: an unknown rounding, gptq with nothing to round, a missing, empty or too
-            small calibration file, or the validation file given again as calibration file.
+        ExportError: an unknown rounding, gptq with nothing to round, a calibration file given
+            but used by nothing, a missing, empty or too small calibration file (after leaving
+            out the validation texts), the validation file given again, or pairs on one side only.
+        tinybert_edge.errors.DataError: an unreadable calibration file.
     """
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
@@ -795,6 +813,10 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
     users = [f"{s.name} {q}" for s in specs for q in quantizations if q in s.calibrated] + \
             [f"{f} {q} (gptq)" for f, q in gptq]
     if not users:
+        if calibration_data is not None:
+            raise ExportError("--calibration-data is read by --quantize int16x8 and --weight-rounding gptq only, and "
+                              "neither is asked for (int8-static calibrates on the first --calibration-size texts of "
+                              "--data); drop --calibration-data or add one of them")
         return None, None
     if size < 1:
         raise ExportError(f"--calibration-size {size} must be at least 1")
@@ -805,11 +827,21 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
         raise ExportError(f"--calibration-data and --data are the same file ({data}): the artifact would be "
                           "validated on the texts that set its ranges; pass the training split as --calibration-data")
     examples = list(iter_task_examples(calibration_data, columns or Columns(), require_label=False))
-    if len(examples) < size:
-        raise ExportError(f"{', '.join(users)} calibrate on {size} texts but {calibration_data} has {len(examples)}; "
-                          "pass a larger --calibration-data file or a smaller --calibration-size")
-    pairs = [ex.text_pair for ex in examples]
-    return [ex.text for ex in examples], (pairs if any(x is not None for x in pairs) else None)
+    has_pairs = any(ex.text_pair is not None for ex in examples)
+    if texts is not None and has_pairs != (pairs is not None):
+        raise ExportError(f"{'--calibration-data' if has_pairs else '--data'} has sentence pairs and "
+                          f"{'--data' if has_pairs else '--calibration-data'} does not: calibrate on the same kind of "
+                          "rows the model will see (both files from the same task)")
+    validation = set(zip(texts or [], pairs or [None] * len(texts or [])))
+    kept = [ex for ex in examples if (ex.text, ex.text_pair) not in validation]
+    if len(kept) < len(examples):
+        print(f"note: {len(examples) - len(kept):,} of {len(examples):,} texts of {calibration_data} are also in "
+              f"{data}; they are left out of calibration", file=sys.stderr)
+    if len(kept) < size:
+        also = f" once the {len(examples) - len(kept):,} also in {data} are left out" if len(kept) < len(examples) else ""
+        raise ExportError(f"{', '.join(users)} calibrate on {size} texts but {calibration_data} has {len(kept)}{also}; "
+                          "pass a larger --calibration-data file (the training split) or a smaller --calibration-size")
+    return [ex.text for ex in kept], ([ex.text_pair for ex in kept] if has_pairs else None)
 
 
 def results_table(results: list[BundleResult]) -> str:

@@ -92,6 +92,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
+    if keep_mask and quantization == INT16X8:
+        raise ExportError("int16x8 masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
+                          "keep_mask is for the probes' keep-mask graph, not this one")
     calibrating = quantization == INT16X8 or weight_rounding == "gptq"
     if calibrating:
         calibration_texts, calibration_text_pairs = calibration_sample(

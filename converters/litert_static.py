@@ -36,9 +36,10 @@ from .runtime import ExportError, quiet_native_output
 
 INT16X8 = "int16x8"
 
-# Padding gets exp(-20) = 2e-9 of the softmax mass it would have had: below fp32's resolution
-# of a probability near 1 (6e-8) even with 128 padded positions, and small enough that an int16
-# range of about [-25, 5] for the scores keeps a step near 1e-3 (the probe's -3.4e38 bias put
+# A padded key gets exp(-20) = 2e-9 of the softmax weight it would have had without the mask:
+# negligible as long as padded keys do not outscore the real ones by ~10 (they are [PAD] tokens,
+# and validation against the -3.4e38 model would show it if they did), and small enough that an
+# int16 range of about [-25, 5] for the scores keeps a step near 1e-3 (a -3.4e38 bias would put
 # every score of a padded row on one step).
 MASK_BIAS = 20.0
 
@@ -75,23 +76,32 @@ def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]]) -> 
     """
     missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
     if missing:
-        raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: every length needs real texts "
-                          "that pad to it; pass more --calibration-data rows or a larger --calibration-size")
+        raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: pass --calibration-data TRAIN")
     q = quantizer.Quantizer(float_model, int16x8_recipe())
     try:
         with quiet_native_output("quantization"):
             ranges = q.calibrate(calibration, num_threads=1)
             return bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
-    except (ValueError, RuntimeError) as e:
-        raise ExportError(f"ai-edge-quantizer could not quantize the model to {INT16X8}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (a third-party failure of any kind is one clear error, exit 2)
+        raise ExportError(f"ai-edge-quantizer could not quantize the model to {INT16X8}: "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]:
-    """{signature: {output dtype: {op name: count}}} of every signature's subgraph.
+    """What each signature computes in: the output dtype of every op of its subgraph.
 
     An op whose output is float32 computes in float (DEQUANTIZE included); int8/int16 is the
     activation width it runs at. (The interpreter's op listing covers the first subgraph only,
     so this reads the flatbuffer.)
+
+    Args:
+        model: a .tflite file's bytes.
+
+    Returns:
+        {signature: {dtype name ("float32", "int16", ...): {op name: count}}}.
+
+    Raises:
+        Whatever ai_edge_litert's flatbuffer reader raises on bytes that are not a .tflite.
     """
     ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}

@@ -153,6 +153,9 @@ def test_bounded_mask_bias_matches_the_unbounded_mask_on_padded_rows(five_class)
         assert int(feed[1].sum()) < 32  # padded
         with torch.no_grad():
             torch.testing.assert_close(bounded(*feed), plain(*feed), atol=1e-6, rtol=0)
+            # the check can fail: with no bias at all the padding shows, 100x beyond the tolerance
+            unmasked = load_for_export(five_class["model"], probabilities=True, xnnpack=True, mask_bias=0.0)[0]
+            assert (unmasked(*feed) - plain(*feed)).abs().max() > 1e-4
 
 
 def test_gptq_rounds_the_artifact_and_holds_it_against_the_unrounded_model(five_class, tmp_path):
@@ -169,7 +172,7 @@ def test_gptq_rounds_the_artifact_and_holds_it_against_the_unrounded_model(five_
     assert not np.allclose(near.artifact_logits, gptq.artifact_logits)
     r = gptq.details["weight_rounding"]
     assert r["method"] == "gptq" and r["calibration_rows"] == 24 and r["linears"] == 2 * 6 + 2
-    assert r["exact_rows"] == r["rows"]  # XNNPACK's per-channel quantizer stores GPTQ's integers
+    assert r["exact_rows"] == r["rows"]  # the kit's count; the .tflite read-back test checks a real file
 
     out = tmp_path / "b"
     assert _export(five_class, out, "--format", "tflite", "--quantize", "none,int8", "--fixed",
@@ -180,6 +183,47 @@ def test_gptq_rounds_the_artifact_and_holds_it_against_the_unrounded_model(five_
     assert meta["quantization"]["weight_rounding"]["method"] == "gptq"
     assert meta["quantization"]["weight_rounding"]["data"] == str(five_class["train"])
     assert meta["quantization"]["weight_rounding"]["exact_rows"] == meta["quantization"]["weight_rounding"]["rows"]
+
+
+def test_gptq_integers_are_what_the_int16x8_file_stores(five_class, tmp_path, capsys):
+    """int16x8 + GPTQ, read back from the written .tflite: every linear's int8 weight matrix in the
+    file is exactly GPTQ's integers, and calibration texts that are also validation texts are
+    left out (and said so)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from tinybert_edge.converters.export import (calibration_sample, gptq_round_rows, load_for_export,
+                                                 read_validation_data)
+    from tinybert_edge.converters.gptq import int8_codes
+    from tinybert_edge.converters.litert_static import MASK_BIAS
+    from tinybert_edge.converters.runtime import tokenize
+
+    dev_rows, train_rows = _rows(40, seed=4, long_first=True), _rows(80, seed=5)
+    cal = write_tsv(tmp_path / "cal.tsv", train_rows + dev_rows[1:4])  # 3 validation texts leak in
+    out = tmp_path / "b"
+    assert _export(five_class, out, "--format", "tflite", "--quantize", "int16x8", "--fixed", "--weight-rounding",
+                   "gptq", "--calibration-data", str(cal), "--threshold", "0") == 0
+    assert f"note: 3 of 83 texts of {cal} are also in {five_class['dev']}" in capsys.readouterr().err
+    meta = json.loads((out / "cls5-tflite-int16x8-gptq-seq32" / "metadata.json").read_text())
+    assert meta["quantization"]["weight_rounding"]["calibration_rows"] == 24
+
+    # GPTQ again, the exporter's way, on the 80 texts that are not validation texts
+    wrapper, tok, config = load_for_export(five_class["model"], probabilities=True, xnnpack=True,
+                                           mask_bias=MASK_BIAS)
+    texts, _, _ = read_validation_data(cal, config)
+    dev_texts = {t for t, _ in dev_rows}
+    sample, _ = calibration_sample([t for t in texts if t not in dev_texts], None, 24, "test")
+    gptq_round_rows(wrapper.model, tokenize(tok, sample, None, 32), tok.pad_token_id)
+    expected = {name: int8_codes(m.weight.data).numpy() for name, m in wrapper.model.named_modules()
+                if isinstance(m, torch.nn.Linear)}
+
+    model = flatbuffer_utils.read_model(str(out / "cls5-tflite-int16x8-gptq-seq32" / "model.tflite"))
+    stored = [np.frombuffer(bytes(model.buffers[t.buffer].data), dtype=np.int8).reshape(t.shape)
+              for t in model.subgraphs[0].tensors
+              if t.type == schema.TensorType.INT8 and len(t.shape) == 2 and model.buffers[t.buffer].data is not None]
+    assert len(expected) == 2 * 6 + 2
+    for name, codes in expected.items():
+        assert any(s.shape == codes.shape and np.array_equal(s, codes) for s in stored), name
 
 
 def _fails(argv, capsys, *needles):
@@ -199,16 +243,22 @@ def _fails(argv, capsys, *needles):
     (["--calibration-data", "{train}", "--format", "executorch"],
      ("executorch does not offer", "--format tflite or mediapipe")),
     (["--calibration-data", "{train}", "--calibration-size", "0"], ("--calibration-size 0",)),
+    (["--calibration-data", "{missing}"], ("does not exist",)),
+    (["--calibration-data", "{dev_copy}"], ("has 0 once the 40 also in", "larger --calibration-data")),
+    (["--calibration-data", "{train}", "--quantize", "int8"], ("--calibration-data is read by", "drop")),
 ])
 def test_bad_int16x8_requests_get_one_error_and_write_nothing(five_class, tmp_path, capsys, extra, needles):
     files = {"dev": five_class["dev"], "train": five_class["train"],
-             "small": write_tsv(tmp_path / "small.tsv", _rows(5, seed=1)), "empty": tmp_path / "empty.tsv"}
+             "small": write_tsv(tmp_path / "small.tsv", _rows(5, seed=1)), "empty": tmp_path / "empty.tsv",
+             "missing": tmp_path / "nope.tsv",
+             "dev_copy": write_tsv(tmp_path / "dev_copy.tsv", _rows(40, seed=4, long_first=True))}
     files["empty"].write_text("")
     extra = [x.format(**files) for x in extra]
     fmt = [] if "--format" in extra else ["--format", "tflite"]
     out = tmp_path / "out"
+    quant = [] if "--quantize" in extra else ["--quantize", "int16x8"]
     _fails(["export", "--model", str(five_class["model"]), "--data", str(five_class["dev"]), "--seq-len", "32",
-            "--calibration-size", "24", "--out", str(out), "--quantize", "int16x8", *fmt, *extra], capsys, *needles)
+            "--calibration-size", "24", "--out", str(out), *quant, *fmt, *extra], capsys, *needles)
     assert not out.exists()
 
 
