@@ -37,7 +37,7 @@ from tinybert_edge.files import write_bytes_atomically
 from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
                      gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
-from .litert_static import INT16X8, MASK_BIAS, op_dtypes_by_signature, quantize_int16x8
+from .litert_static import INT16X8, MASK_BIAS, RANGES, op_dtypes_by_signature, quantize_int16x8
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
@@ -54,7 +54,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                   text_pairs: list[str] | None = None, seq_len: int | None = None,
                   fmt: str = "tflite", keep_mask: bool = False, calibration_texts: list[str] | None = None,
                   calibration_text_pairs: list[str] | None = None, calibration_size: int = 128,
-                  weight_rounding: str = "nearest") -> ExportResult:
+                  weight_rounding: str = "nearest", calibration_ranges: str = "minmax") -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
@@ -73,6 +73,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
             calibrate int16x8's activation ranges and GPTQ's Hessians; `calibration_size` of them
             are used (a seeded sample when there are more).
         weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
+        calibration_ranges: int16x8's range rule, "minmax" or "ema" (litert_static.quantize_int16x8).
 
     Returns:
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
@@ -92,6 +93,8 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
+    if calibration_ranges not in RANGES:
+        raise ExportError(f"unknown calibration ranges {calibration_ranges!r}; use one of {', '.join(RANGES)}")
     if keep_mask and quantization == INT16X8:
         raise ExportError("int16x8 masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
                           "keep_mask is for the probes' keep-mask graph, not this one")
@@ -140,8 +143,8 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         # every calibration row, fitted to each signature's length, calibrates that signature
         data = quantize_int16x8(data, {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
                                               for row in calibration_rows]
-                                       for name, length in signature_names(policy)})
-        details["calibration"] = {"rows": len(calibration_rows), "ranges": "ai-edge-quantizer moving average"}
+                                       for name, length in signature_names(policy)}, calibration_ranges)
+        details["calibration"] = {"rows": len(calibration_rows), "ranges": calibration_ranges}
         details["ops_in_float"] = {sig: kinds.get("float32", {}) for sig, kinds in op_dtypes_by_signature(data).items()}
     labels = [config.id2label[i] for i in range(len(config.id2label))]
     vocab = "".join(t + "\n" for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]))

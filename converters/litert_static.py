@@ -30,7 +30,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
-from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe_manager
+from ai_edge_quantizer import algorithm_manager, calibrator, qtyping, quantizer, recipe_manager
+from ai_edge_quantizer.utils import qsv_utils
 
 from .runtime import ExportError, quiet_native_output
 
@@ -44,11 +45,11 @@ INT16X8 = "int16x8"
 MASK_BIAS = 20.0
 
 
-def int16x8_recipe():
+def int16x8_recipe() -> recipe_manager.RecipeManager:
     """The ai-edge-quantizer recipe of the module doc (by op kind, so it fits any BERT .tflite).
 
     Returns:
-        A qtyping.ModelQuantizationRecipe.
+        A RecipeManager (its get_quantization_recipe() is what Quantizer takes).
     """
     op = qtyping.TFLOperationName
     rm = recipe_manager.RecipeManager()
@@ -57,16 +58,22 @@ def int16x8_recipe():
     # the graph outputs stay float: the quantizer ends each signature with a DEQUANTIZE
     rm.add_quantization_config(regex=".*", operation_name=op.OUTPUT,
                                algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return rm.get_quantization_recipe()
+    return rm
 
 
-def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]]) -> bytes:
+RANGES = ("minmax", "ema")
+
+
+def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]], ranges: str = "minmax") -> bytes:
     """Quantize an fp32 .tflite to 16x8 with ranges from real calibration rows.
 
     Args:
         float_model: the fp32 .tflite (bounded mask bias, see MASK_BIAS), all its signatures.
         calibration: {signature name: [feeds]}, a feed being {"args_0": int32 (1, L), ...} of that
             signature's length; every signature needs at least one row.
+        ranges: how the rows' ranges combine. "minmax": the envelope of every row (no
+            activation is clipped); "ema": ai-edge-quantizer's default moving average (0.95 old +
+            0.05 new per row), which clips rows beyond the average, the logits included.
 
     Returns:
         The quantized .tflite bytes (no metadata; the caller adds it).
@@ -77,11 +84,17 @@ def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]]) -> 
     missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
     if missing:
         raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: pass --calibration-data TRAIN")
-    q = quantizer.Quantizer(float_model, int16x8_recipe())
+    if ranges not in RANGES:
+        raise ExportError(f"unknown calibration ranges {ranges!r}; use one of {', '.join(RANGES)}")
+    rm = int16x8_recipe()
+    q = quantizer.Quantizer(float_model, rm.get_quantization_recipe())
     try:
         with quiet_native_output("quantization"):
-            ranges = q.calibrate(calibration, num_threads=1)
-            return bytes(q.quantize(ranges, enable_progress_report=False).quantized_model)
+            update = qsv_utils.min_max_update if ranges == "minmax" else None
+            cal = calibrator.Calibrator(float_model, num_threads=1,
+                                        **({"qsv_update_func": update} if update else {}))
+            cal.calibrate(calibration, rm)
+            return bytes(q.quantize(cal.get_model_qsvs(), enable_progress_report=False).quantized_model)
     except Exception as e:  # noqa: BLE001 (a third-party failure of any kind is one clear error, exit 2)
         raise ExportError(f"ai-edge-quantizer could not quantize the model to {INT16X8}: "
                           f"{type(e).__name__}: {e}") from None

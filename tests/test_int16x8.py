@@ -107,7 +107,7 @@ def test_int16x8_bundle_is_full_integer_float_out_and_reports_what_the_file_give
 
 def test_mediapipe_tasks_runs_the_int16x8_bundle_as_the_kit_does(five_class, tmp_path):
     """The full-integer file in MediaPipe Tasks' TextClassifier (real runtime, its own C++
-    tokenizer): the same labels as the kit's runner, and probabilities within one int16 step."""
+    tokenizer): the same labels as the kit's runner, and probabilities within a few int16 steps."""
     from tinybert_edge.benchmarks.mediapipe_check import compare
 
     out = tmp_path / "b"
@@ -115,14 +115,16 @@ def test_mediapipe_tasks_runs_the_int16x8_bundle_as_the_kit_does(five_class, tmp
                    "--calibration-data", str(five_class["train"]), "--threshold", "0") == 0
     texts = [t for t, _ in _rows(20, seed=6)]
     r = compare(out / "cls5-mediapipe-int16x8-seq32", texts)
-    # MediaPipe bundles its own TFLite build, whose int16 kernels round a few rows one output
-    # step (1/32768 of the softmax range) away from ai-edge-litert's; same ids give no more
+    # MediaPipe bundles its own TFLite build, whose int16 kernels round a few rows a step or two
+    # (1/32768 of the softmax range each) away from ai-edge-litert's (measured: up to 2 steps
+    # here, 8 on emulated aarch64); 8 steps is 80x tighter than the bundle's self-test tolerance
     assert r["label_agreement"] == 1.0
-    assert r["max_prob_diff"] <= 1 / 32768 + 1e-7
+    assert r["max_prob_diff"] <= 8 / 32768
 
 
 def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(five_class, tmp_path):
     from tinybert_edge.converters.litert import export_tflite
+    from tinybert_edge.converters.runtime import ExportError
 
     texts = [t for t, _ in _rows(40, seed=4)]
     cal_a = [t for t, _ in _rows(80, seed=5)]
@@ -137,7 +139,15 @@ def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(
     assert (tmp_path / "a.tflite").read_bytes() != (tmp_path / "b.tflite").read_bytes()
     np.testing.assert_array_equal(a.reference_logits, b.reference_logits)
     assert not np.array_equal(a.artifact_logits, b.artifact_logits)
-    assert a.details["calibration"]["rows"] == 24
+    assert a.details["calibration"] == {"rows": 24, "ranges": "minmax"}
+    # the moving average (ai-edge-quantizer's default) gives other ranges, hence another file
+    export_tflite(five_class["model"], tmp_path / "ema.tflite", quantization="int16x8", seq_len=32, texts=texts,
+                  calibration_texts=cal_a, calibration_size=24, calibration_ranges="ema")
+    assert (tmp_path / "ema.tflite").read_bytes() != (tmp_path / "a.tflite").read_bytes()
+    with pytest.raises(ExportError, match="unknown calibration ranges 'p99'"):
+        export_tflite(five_class["model"], tmp_path / "x.tflite", quantization="int16x8", seq_len=32, texts=texts,
+                      calibration_texts=cal_a, calibration_size=24, calibration_ranges="p99")
+    assert not (tmp_path / "x.tflite").exists()
 
 
 def test_bounded_mask_bias_matches_the_unbounded_mask_on_padded_rows(five_class):
