@@ -115,6 +115,11 @@ def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts:
 WEIGHT_ROUNDINGS = ("nearest", "gptq")
 
 
+def _check_rounding_name(weight_rounding: str) -> None:
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+
+
 def check_weight_rounding(weight_rounding: str, quantization: str, rounds_weights: tuple[str, ...]) -> None:
     """Refuse a weight rounding the request cannot use.
 
@@ -127,8 +132,7 @@ def check_weight_rounding(weight_rounding: str, quantization: str, rounds_weight
     Raises:
         ExportError: an unknown rounding, or gptq for a scheme without per-channel int8 weights.
     """
-    if weight_rounding not in WEIGHT_ROUNDINGS:
-        raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+    _check_rounding_name(weight_rounding)
     if weight_rounding == "gptq" and quantization not in rounds_weights:
         raise ExportError(f"--weight-rounding gptq rounds per-channel int8 weights, which --quantize {quantization} "
                           f"does not have here; use it with {' or '.join(rounds_weights)}")
@@ -803,8 +807,7 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
             out the validation texts), the validation file given again, or pairs on one side only.
         tinybert_edge.errors.DataError: an unreadable calibration file.
     """
-    if weight_rounding not in WEIGHT_ROUNDINGS:
-        raise ExportError(f"unknown --weight-rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+    _check_rounding_name(weight_rounding)
     gptq = [(s.name, q) for s in specs for q in quantizations if weight_rounding == "gptq" and q in s.gptq]
     if weight_rounding == "gptq" and not gptq:
         offers = sorted({q for s in specs for q in s.gptq})

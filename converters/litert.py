@@ -37,7 +37,7 @@ from tinybert_edge.files import write_bytes_atomically
 from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
                      gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
-from .litert_static import INT16X8, MASK_BIAS, RANGES, op_dtypes_by_signature, quantize_int16x8
+from .litert_static import INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature, quantize_int16x8
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
@@ -93,8 +93,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
-    if calibration_ranges not in RANGES:
-        raise ExportError(f"unknown calibration ranges {calibration_ranges!r}; use one of {', '.join(RANGES)}")
+    check_ranges(calibration_ranges)  # before the conversion, not after it
     if keep_mask and quantization == INT16X8:
         raise ExportError("int16x8 masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
                           "keep_mask is for the probes' keep-mask graph, not this one")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
@@ -64,6 +63,38 @@ def int16x8_recipe() -> recipe_manager.RecipeManager:
 RANGES = ("minmax", "ema")
 
 
+def check_ranges(ranges: str) -> None:
+    """Raises ExportError unless `ranges` is one of RANGES (see calibrate_ranges)."""
+    if ranges not in RANGES:
+        raise ExportError(f"unknown calibration ranges {ranges!r}; use one of {', '.join(RANGES)}")
+
+
+def calibrate_ranges(float_model: bytes, recipe: recipe_manager.RecipeManager, calibration: dict[str, list[dict]],
+                     ranges: str) -> dict:
+    """Activation ranges (ai-edge-quantizer QSVs) of `float_model`'s tensors over the calibration rows.
+
+    Args:
+        float_model: the fp32 .tflite.
+        recipe: the RecipeManager the model will be quantized with (it says which tensors need ranges).
+        calibration: {signature name: [feeds]}.
+        ranges: "minmax": the envelope of every row (no activation is clipped); "ema":
+            ai-edge-quantizer's default moving average (0.95 old + 0.05 new per row), which clips
+            rows beyond the average, the logits included.
+
+    Returns:
+        {tensor name: QSV}, what Quantizer.quantize takes.
+
+    Raises:
+        ExportError: an unknown `ranges`.
+    """
+    check_ranges(ranges)
+    # Quantizer.calibrate has no option for the update rule; the Calibrator it wraps has
+    update = {"qsv_update_func": qsv_utils.min_max_update} if ranges == "minmax" else {}
+    cal = calibrator.Calibrator(float_model, num_threads=1, **update)
+    cal.calibrate(calibration, recipe)
+    return cal.get_model_qsvs()
+
+
 def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]], ranges: str = "minmax") -> bytes:
     """Quantize an fp32 .tflite to 16x8 with ranges from real calibration rows.
 
@@ -71,9 +102,7 @@ def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]], ran
         float_model: the fp32 .tflite (bounded mask bias, see MASK_BIAS), all its signatures.
         calibration: {signature name: [feeds]}, a feed being {"args_0": int32 (1, L), ...} of that
             signature's length; every signature needs at least one row.
-        ranges: how the rows' ranges combine. "minmax": the envelope of every row (no
-            activation is clipped); "ema": ai-edge-quantizer's default moving average (0.95 old +
-            0.05 new per row), which clips rows beyond the average, the logits included.
+        ranges: how the rows' ranges combine, "minmax" or "ema" (see calibrate_ranges).
 
     Returns:
         The quantized .tflite bytes (no metadata; the caller adds it).
@@ -84,17 +113,13 @@ def quantize_int16x8(float_model: bytes, calibration: dict[str, list[dict]], ran
     missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
     if missing:
         raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: pass --calibration-data TRAIN")
-    if ranges not in RANGES:
-        raise ExportError(f"unknown calibration ranges {ranges!r}; use one of {', '.join(RANGES)}")
+    check_ranges(ranges)
     rm = int16x8_recipe()
     q = quantizer.Quantizer(float_model, rm.get_quantization_recipe())
     try:
         with quiet_native_output("quantization"):
-            update = qsv_utils.min_max_update if ranges == "minmax" else None
-            cal = calibrator.Calibrator(float_model, num_threads=1,
-                                        **({"qsv_update_func": update} if update else {}))
-            cal.calibrate(calibration, rm)
-            return bytes(q.quantize(cal.get_model_qsvs(), enable_progress_report=False).quantized_model)
+            qsvs = calibrate_ranges(float_model, rm, calibration, ranges)
+            return bytes(q.quantize(qsvs, enable_progress_report=False).quantized_model)
     except Exception as e:  # noqa: BLE001 (a third-party failure of any kind is one clear error, exit 2)
         raise ExportError(f"ai-edge-quantizer could not quantize the model to {INT16X8}: "
                           f"{type(e).__name__}: {e}") from None

@@ -24,7 +24,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections import Counter
 from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
@@ -90,17 +89,12 @@ def make_recipe(kind: str, ffn: list[str], gelu: list[str]):
 
 
 def op_dtypes(model: bytes) -> dict[str, dict[str, int]]:
-    """{output dtype: {op name: count}} of the model's ops (float32 = computes in float,
+    """{output dtype: {op name: count}} of the model's only signature (float32 = computes in float,
     DEQUANTIZE included; int8 / int16 = the activation width it runs at)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from tinybert_edge.converters.litert_static import op_dtypes_by_signature
 
-    interp = Interpreter(model_content=model)
-    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
-    out: dict[str, Counter] = {}
-    for o in interp._get_ops_details():
-        if len(o["outputs"]):
-            out.setdefault(dtypes[o["outputs"][0]], Counter())[o["op_name"]] += 1
-    return {k: dict(v) for k, v in sorted(out.items())}
+    (kinds,) = op_dtypes_by_signature(model).values()
+    return kinds
 
 
 # The keep-mask form divides the kept softmax weights by their sum. A static range for that sum
@@ -273,16 +267,11 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int, 
 
 
 def _calibrate(q, float_model: bytes, feeds: list[dict], ranges: str) -> dict:
-    """Activation ranges of the quantizer `q` from `feeds` (see measure's `ranges`)."""
-    if ranges == "ema":
-        return q.calibrate({"serving_default": feeds}, num_threads=1)
-    from ai_edge_quantizer import calibrator
-    from ai_edge_quantizer.utils import qsv_utils
+    """Activation ranges of the quantizer `q` from `feeds` (see measure's `ranges`), the way the
+    exporter's int16x8 computes them."""
+    from tinybert_edge.converters.litert_static import calibrate_ranges
 
-    # Quantizer.calibrate has no option for the update rule; the Calibrator it wraps has.
-    cal = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-    cal.calibrate({"serving_default": feeds}, q._recipe_manager)  # noqa: SLF001 (the recipe it quantizes with)
-    return cal.get_model_qsvs()
+    return calibrate_ranges(float_model, q._recipe_manager, {"serving_default": feeds}, ranges)  # noqa: SLF001
 
 
 def _accuracy(scores: np.ndarray, gold) -> float | None:
