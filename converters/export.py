@@ -320,18 +320,90 @@ class LayerNorm4d(nn.Module):
     ExecuTorch's XNNPACK partitioner takes neither native_layer_norm nor a mean over one dim of a
     3-D tensor, but it takes mean over the two innermost dims of a 4-D tensor, so this form runs
     inside the delegate (LiteRT decomposes LayerNorm the same way on its own).
+
+    Two rewrites for full-integer graphs, both the same function in float
+    (litert_static.prepare_layer_norms):
+    - split_variance(channels) sums the squares of a few outlier channels apart from the rest's,
+      so the one channel that reaches 195 in some token (BERT's outlier dimensions) no longer sets
+      the int16 rounding step of every other channel's square;
+    - split_rsqrt(cuts) computes rsqrt(v) as a product of rsqrts over narrow pieces of v's range,
+      because TFLite's int16 RSQRT is accurate over a narrow input range only (15 % off near 0.2
+      when its range reaches 351, BENCHMARKS.md).
     """
 
     def __init__(self, ln: nn.LayerNorm):
         super().__init__()
         self.weight, self.bias, self.eps = ln.weight, ln.bias, ln.eps
+        self.outlier_channels: list[int] = []
+        self.rsqrt_cuts: list[float] = []
+
+    def split_variance(self, channels: list[int]) -> None:
+        """Compute the variance as mean(rest^2) + mean(outliers^2), the outliers being `channels`.
+
+        Args:
+            channels: hidden-dimension indices; an empty list restores the single sum.
+
+        Raises:
+            ValueError: an index outside the hidden size.
+        """
+        size = self.weight.shape[0]
+        if any(not 0 <= c < size for c in channels):
+            raise ValueError(f"outlier channels {channels} outside the hidden size {size}")
+        self.outlier_channels = sorted(set(int(c) for c in channels))
+        mask = torch.zeros(size, dtype=self.weight.dtype)
+        mask[self.outlier_channels] = 1.0
+        # buffers, not attributes: torch.export keeps them as the graph's constants
+        self.register_buffer("outlier_mask", mask, persistent=False)
+        self.register_buffer("rest_mask", 1.0 - mask, persistent=False)
+
+    def split_rsqrt(self, cuts: list[float]) -> None:
+        """Compute rsqrt(v) as a product of rsqrts over narrow pieces of v's range.
+
+        For cuts c_0 < c_1 < ... < c_k: rsqrt(v) = c_0^-1/2 * prod_i rsqrt(clamp(v / c_i, 1,
+        c_i+1 / c_i)), the first piece without the lower clamp and the last without the upper one.
+        Exact for every v > 0: the pieces below v's give sqrt(c_i / c_i+1), v's own gives
+        sqrt(c_j / v), those above give 1, and the product telescopes to sqrt(c_0 / v). Every
+        RSQRT then sees an input within [1, c_i+1 / c_i], where TFLite's int16 kernel is accurate,
+        and the pieces meet through MULs, whose int16 form takes any scales (a sum of pieces less
+        a constant would need an int16 ADD or SUB whose output range is narrower than its input's,
+        which TFLite refuses: "input1_shift <= 0").
+
+        Args:
+            cuts: positive, increasing (c_0 is the smallest variance expected); an empty list
+                restores the single rsqrt.
+
+        Raises:
+            ValueError: cuts that are not positive and increasing.
+        """
+        cuts = [float(c) for c in cuts]
+        if any(c <= 0 for c in cuts) or any(b <= a for a, b in zip(cuts, cuts[1:])):
+            raise ValueError(f"rsqrt cuts {cuts} must be positive and increasing")
+        self.rsqrt_cuts = cuts
+
+    def _rsqrt(self, v: torch.Tensor) -> torch.Tensor:
+        cuts = self.rsqrt_cuts
+        if not cuts:
+            return torch.rsqrt(v)
+        out = None
+        for i, c in enumerate(cuts):
+            x = v * (1.0 / c)
+            if i > 0:
+                x = torch.clamp(x, min=1.0)
+            if i + 1 < len(cuts):
+                x = torch.clamp(x, max=cuts[i + 1] / c)
+            out = torch.rsqrt(x) if out is None else out * torch.rsqrt(x)
+        return out * cuts[0] ** -0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x4 = x.reshape(shape[0], shape[1], 1, shape[2])
         centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
-        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
-        y = (centred * torch.rsqrt(var + self.eps)).reshape(shape)
+        if self.outlier_channels:
+            rest, outliers = centred * self.rest_mask, centred * self.outlier_mask
+            var = (rest * rest).mean(dim=(2, 3), keepdim=True) + (outliers * outliers).mean(dim=(2, 3), keepdim=True)
+        else:
+            var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+        y = (centred * self._rsqrt(var + self.eps)).reshape(shape)
         return y * self.weight + self.bias
 
 

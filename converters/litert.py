@@ -37,7 +37,8 @@ from tinybert_edge.files import write_bytes_atomically
 from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
                      gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
-from .litert_static import INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature, quantize_int16x8
+from .litert_static import (INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature, prepare_layer_norms,
+                            quantize_int16x8)
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
@@ -54,7 +55,8 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                   text_pairs: list[str] | None = None, seq_len: int | None = None,
                   fmt: str = "tflite", keep_mask: bool = False, calibration_texts: list[str] | None = None,
                   calibration_text_pairs: list[str] | None = None, calibration_size: int = 128,
-                  weight_rounding: str = "nearest", calibration_ranges: str = "minmax") -> ExportResult:
+                  weight_rounding: str = "nearest", calibration_ranges: str = "minmax",
+                  layer_norm_rewrite: bool = True) -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
@@ -74,6 +76,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
             are used (a seeded sample when there are more).
         weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
         calibration_ranges: int16x8's range rule, "minmax" or "ema" (litert_static.quantize_int16x8).
+        layer_norm_rewrite: int16x8 only: split each LayerNorm's variance and rsqrt for int16
+            (litert_static.prepare_layer_norms; the same function in float). False: the plain
+            LayerNorm, for comparison.
 
     Returns:
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
@@ -117,6 +122,16 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     t0 = time.perf_counter()
     if weight_rounding == "gptq":
         details["weight_rounding"] = gptq_round_rows(wrapper.model, calibration_rows, tok.pad_token_id)
+    # every calibration row, fitted to each signature's length, calibrates that signature
+    calibration_feeds = {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
+                                for row in calibration_rows]
+                         for name, length in signature_names(policy)} if quantization == INT16X8 else {}
+    layer_norms = {}
+    if quantization == INT16X8 and layer_norm_rewrite:
+        # on the rounded weights, which are what the artifact computes with
+        layer_norms = prepare_layer_norms(
+            wrapper, [tuple(torch.from_numpy(a.astype("int64")) for a in feed.values())
+                      for feeds in calibration_feeds.values() for feed in feeds])
     try:
         with quiet_native_output():
             kwargs = {}
@@ -139,11 +154,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     except ExportError as e:
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
     if quantization == INT16X8:
-        # every calibration row, fitted to each signature's length, calibrates that signature
-        data = quantize_int16x8(data, {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
-                                              for row in calibration_rows]
-                                       for name, length in signature_names(policy)}, calibration_ranges)
-        details["calibration"] = {"rows": len(calibration_rows), "ranges": calibration_ranges}
+        data = quantize_int16x8(data, calibration_feeds, calibration_ranges)
+        details["calibration"] = {"rows": len(calibration_rows), "ranges": calibration_ranges,
+                                  "layer_norms": layer_norms}
         details["ops_in_float"] = {sig: kinds.get("float32", {}) for sig, kinds in op_dtypes_by_signature(data).items()}
     labels = [config.id2label[i] for i in range(len(config.id2label))]
     vocab = "".join(t + "\n" for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]))

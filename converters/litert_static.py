@@ -16,22 +16,29 @@ What this module does to the converted fp32 .tflite:
   artifact's output is float32 probabilities like every other .tflite of the kit, and apps read
   it unchanged;
 - padding is masked by a bounded additive bias (MASK_BIAS, made by the exporter's wrapper)
-  instead of -3.4e38, so one int16 range can hold the scores and the bias.
+  instead of -3.4e38, so one int16 range can hold the scores and the bias;
+- each LayerNorm sums the squares of its outlier channels apart from the rest's, and takes
+  rsqrt in pieces of its variance's range (prepare_layer_norms): the two places where one int16
+  range per tensor lost the quick demo student its agreement.
 
-Activation ranges come from calibration rows run through the fp32 .tflite (ai-edge-quantizer's
-moving average of each row's min/max), on texts other than the ones the artifact is validated on.
+Activation ranges come from calibration rows run through the fp32 .tflite (the envelope of every
+row's min/max by default), on texts other than the ones the artifact is validated on; the same rows
+choose the LayerNorm rewrite.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
+import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 from ai_edge_quantizer import algorithm_manager, calibrator, qtyping, quantizer, recipe_manager
 from ai_edge_quantizer.utils import qsv_utils
 
+from .export import LayerNorm4d
 from .runtime import ExportError, quiet_native_output
 
 INT16X8 = "int16x8"
@@ -42,6 +49,109 @@ INT16X8 = "int16x8"
 # int16 range of about [-25, 5] for the scores keeps a step near 1e-3 (a -3.4e38 bias would put
 # every score of a padded row on one step).
 MASK_BIAS = 20.0
+
+
+# LayerNorm in 16x8 (prepare_layer_norms). Two int16 limits, both measured on the quick demo
+# student (BENCHMARKS.md, "LayerNorm in int16"):
+# - BERT-family models have a few outlier channels at LayerNorm inputs (Bondarenko et al., 2021,
+#   "Understanding and Overcoming the Challenges of Efficient Transformer Quantization"): channel
+#   76 reaches 195 after layer 0's FFN while the median channel's maximum is 2.2, so the squares'
+#   int16 range is [0, 38000], a step of 1.16, and a token whose variance is 0.3 has its 312
+#   squares rounded to 0 or 1.16. A channel is an outlier when its largest |x - mean| over the
+#   calibration tokens is over OUTLIER_FACTOR times the median channel's (2, 4 and 8 were
+#   measured); MAX_OUTLIER_CHANNELS bounds the split where no channel stands out.
+# - TFLite's int16 RSQRT is accurate over a narrow input range only: over [0.2, 351] it is 15 %
+#   off near 0.2, while the variances of one LayerNorm span [0.29, 123]. Pieces at most
+#   RSQRT_PIECE_RATIO wide (hi / lo) keep every RSQRT's input within [1, 4].
+OUTLIER_FACTOR = 4.0
+MAX_OUTLIER_CHANNELS = 16
+RSQRT_PIECE_RATIO = 4.0
+
+
+def rsqrt_cuts(lo: float, hi: float, ratio: float = RSQRT_PIECE_RATIO) -> list[float]:
+    """The cuts of LayerNorm4d.split_rsqrt for variances in [lo, hi]: lo, lo*ratio, lo*ratio^2, ...
+    below hi, rounded to 6 significant digits (what metadata.json records is what the graph uses).
+
+    Returns:
+        [] when one piece covers [lo, hi] (the plain rsqrt is then as accurate).
+
+    Raises:
+        ExportError: lo not positive, hi below lo, or a ratio not over 1.
+    """
+    if not (lo > 0 and hi >= lo and ratio > 1):
+        raise ExportError(f"rsqrt pieces need 0 < lo <= hi and a ratio over 1, got lo={lo!r}, hi={hi!r}, ratio={ratio!r}")
+    if hi <= ratio * lo:
+        return []
+    return [float(f"{lo * ratio**i:.6g}") for i in range(int(math.ceil(math.log(hi / lo, ratio))))]
+
+
+def prepare_layer_norms(wrapper: torch.nn.Module, feeds: list[tuple[torch.Tensor, ...]],
+                        factor: float | None = OUTLIER_FACTOR, rsqrt_ratio: float | None = RSQRT_PIECE_RATIO,
+                        max_channels: int = MAX_OUTLIER_CHANNELS) -> dict[str, dict[str, list]]:
+    """Rewrite each LayerNorm4d for int16 from calibration rows (the same function in float).
+
+    Args:
+        wrapper: the export wrapper, loaded with xnnpack=True (its LayerNorms are LayerNorm4d).
+        feeds: the calibration rows as the graph sees them, (input_ids, attention_mask,
+            token_type_ids) int64 tensors of shape (1, L), padding included (padded positions set
+            the artifact's ranges too).
+        factor: outlier threshold over the median channel's maximum (LayerNorm4d.split_variance);
+            None: no channel is split off.
+        rsqrt_ratio: the widest piece of the variance's range, hi/lo (LayerNorm4d.split_rsqrt);
+            None: one rsqrt.
+        max_channels: at most this many outlier channels per LayerNorm (the largest ones).
+
+    Returns:
+        {LayerNorm module name: {"outlier_channels": [...], "rsqrt_cuts": [...]}}, for metadata.
+
+    Raises:
+        ExportError: no feeds, a wrapper without LayerNorm4d modules, a factor not over 1 (which
+            would call half the channels outliers) or a ratio not over 1.
+    """
+    for name, value in (("outlier factor", factor), ("rsqrt piece ratio", rsqrt_ratio)):
+        if value is not None and not value > 1:
+            raise ExportError(f"LayerNorm {name} {value!r}: use a number over 1")
+    norms = [(name, m) for name, m in wrapper.named_modules() if isinstance(m, LayerNorm4d)]
+    if not feeds or not norms:
+        raise ExportError("the int16 LayerNorm rewrite needs calibration rows and a wrapper loaded with xnnpack=True")
+    peak: dict[str, torch.Tensor] = {}
+    var_range: dict[str, tuple[float, float]] = {}
+
+    def record(name, eps):
+        def hook(_module, inputs):
+            x = inputs[0].detach().float()
+            centred = x - x.mean(-1, keepdim=True)
+            m = centred.abs().reshape(-1, x.shape[-1]).amax(0)
+            peak[name] = m if name not in peak else torch.maximum(peak[name], m)
+            v = (centred * centred).mean(-1) + eps
+            lo, hi = var_range.get(name, (float("inf"), 0.0))
+            var_range[name] = (min(lo, float(v.min())), max(hi, float(v.max())))
+        return hook
+
+    for _, m in norms:  # measure the plain form (the rewrites do not change the function)
+        m.split_variance([])
+        m.split_rsqrt([])
+    handles = [m.register_forward_pre_hook(record(name, m.eps)) for name, m in norms]
+    try:
+        with torch.inference_mode():
+            for feed in feeds:
+                wrapper(*feed)
+    finally:
+        for h in handles:
+            h.remove()
+    chosen = {}
+    for name, m in norms:
+        channels, cuts = [], []
+        if factor is not None:
+            p = peak[name]
+            over = torch.nonzero(p > factor * p.median()).flatten()
+            channels = sorted(int(c) for c in over[torch.argsort(p[over], descending=True)][:max_channels])
+        if rsqrt_ratio is not None:
+            cuts = rsqrt_cuts(*var_range[name], rsqrt_ratio)
+        m.split_variance(channels)
+        m.split_rsqrt(cuts)
+        chosen[name] = {"outlier_channels": channels, "rsqrt_cuts": cuts}
+    return chosen
 
 
 def int16x8_recipe() -> recipe_manager.RecipeManager:

@@ -139,7 +139,7 @@ def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(
     assert (tmp_path / "a.tflite").read_bytes() != (tmp_path / "b.tflite").read_bytes()
     np.testing.assert_array_equal(a.reference_logits, b.reference_logits)
     assert not np.array_equal(a.artifact_logits, b.artifact_logits)
-    assert a.details["calibration"] == {"rows": 24, "ranges": "minmax"}
+    assert {k: v for k, v in a.details["calibration"].items() if k != "layer_norms"} == {"rows": 24, "ranges": "minmax"}
     # the moving average (ai-edge-quantizer's default) gives other ranges, hence another file
     export_tflite(five_class["model"], tmp_path / "ema.tflite", quantization="int16x8", seq_len=32, texts=texts,
                   calibration_texts=cal_a, calibration_size=24, calibration_ranges="ema")
@@ -166,6 +166,120 @@ def test_bounded_mask_bias_matches_the_unbounded_mask_on_padded_rows(five_class)
             # the check can fail: with no bias at all the padding shows, 100x beyond the tolerance
             unmasked = load_for_export(five_class["model"], probabilities=True, xnnpack=True, mask_bias=0.0)[0]
             assert (unmasked(*feed) - plain(*feed)).abs().max() > 1e-4
+
+
+OUTLIER = 7  # the planted outlier channel
+
+
+@pytest.fixture(scope="module")
+def planted_outlier(five_class, tmp_path_factory):
+    """The five-class model with one of BERT's outlier dimensions planted: channel 7 of the [CLS]
+    and [SEP] word embeddings is +30, so those tokens' squares set the LayerNorm's int16 range
+    while every other token's channels stay near 0.02."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    from tinybert_edge.models import load_tokenizer
+
+    d = tmp_path_factory.mktemp("outlier") / "cls5o"
+    shutil.copytree(five_class["model"], d)
+    tok = load_tokenizer(d)
+    model = AutoModelForSequenceClassification.from_pretrained(d)
+    with torch.no_grad():
+        for token_id in (tok.cls_token_id, tok.sep_token_id):
+            model.bert.embeddings.word_embeddings.weight[token_id, OUTLIER] += 30.0
+    model.save_pretrained(d)
+    return d
+
+
+def _feeds(tok, texts, length):
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    return [tuple(torch.from_numpy(a) for a in pad_row(ids, types, length, tok.pad_token_id))
+            for ids, types in tokenize(tok, texts, None, length)]
+
+
+def test_layer_norm_rewrite_finds_the_planted_channel_and_keeps_the_function(planted_outlier):
+    from tinybert_edge.converters.export import LayerNorm4d, load_for_export
+    from tinybert_edge.converters.litert_static import (MASK_BIAS, MAX_OUTLIER_CHANNELS, RSQRT_PIECE_RATIO,
+                                                        prepare_layer_norms)
+    from tinybert_edge.converters.runtime import ExportError
+
+    wrapper, tok, _ = load_for_export(planted_outlier, probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    calibration = _feeds(tok, [t for t, _ in _rows(24, seed=5)], 32)
+    checks = _feeds(tok, [t for t, _ in _rows(10, seed=9)], 32)
+    with torch.no_grad():
+        before = torch.cat([wrapper(*f) for f in checks])
+    chosen = prepare_layer_norms(wrapper, calibration)
+    assert set(chosen) == {n for n, m in wrapper.named_modules() if isinstance(m, LayerNorm4d)}
+    embeddings = chosen["model.bert.embeddings.LayerNorm"]
+    assert embeddings["outlier_channels"] == [OUTLIER]
+    # [CLS]'s variance is 30^2/48 = 19 against ~1e-3 for the other tokens: about 7 pieces of 4x
+    cuts = embeddings["rsqrt_cuts"]
+    assert 5 <= len(cuts) <= 9 and all(b / a == pytest.approx(RSQRT_PIECE_RATIO, rel=1e-5) for a, b in zip(cuts, cuts[1:]))
+    assert all(len(c["outlier_channels"]) <= MAX_OUTLIER_CHANNELS for c in chosen.values())
+    with torch.no_grad():
+        after = torch.cat([wrapper(*f) for f in checks])
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=0)  # the rewrite is the same function
+    assert wrapper.model.bert.embeddings.LayerNorm.rsqrt_cuts == cuts
+    with pytest.raises(ExportError, match="outlier factor 1.0: use a number over 1"):
+        prepare_layer_norms(wrapper, calibration, factor=1.0)
+    with pytest.raises(ExportError, match="rsqrt piece ratio 0.5: use a number over 1"):
+        prepare_layer_norms(wrapper, calibration, rsqrt_ratio=0.5)
+    with pytest.raises(ExportError, match="needs calibration rows"):
+        prepare_layer_norms(wrapper, [])
+
+
+def test_int16_layer_norm_follows_the_float_one_only_with_both_rewrites(tmp_path):
+    """One LayerNorm through the real converter, quantizer and runtime, on tokens of BERT's shape:
+    one token carries a channel at 150, the others are near 0.5. Without the rewrites the other
+    tokens' outputs are off by up to 0.7 (of a unit-variance output); with both they follow the
+    float LayerNorm within 0.1, and each rewrite alone is at least 3x worse than both."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinybert_edge.converters.export import LayerNorm4d
+    from tinybert_edge.converters.litert_static import quantize_int16x8, rsqrt_cuts
+
+    hidden, tokens = 64, 16
+    gen = torch.Generator().manual_seed(0)
+
+    def rows(n):
+        x = torch.randn(n, 1, tokens, hidden, generator=gen) * 0.5
+        x[:, :, 0, 5] += 150.0
+        return x
+
+    calibration, checks = rows(32), rows(8)
+
+    def errors(use_variance, use_rsqrt):
+        norm = LayerNorm4d(torch.nn.LayerNorm(hidden)).eval()
+        c = calibration - calibration.mean(-1, keepdim=True)
+        var = (c * c).mean(-1) + norm.eps
+        norm.split_variance([5] if use_variance else [])
+        norm.split_rsqrt(rsqrt_cuts(float(var.min()), float(var.max())) if use_rsqrt else [])
+        path = tmp_path / f"ln-{use_variance}-{use_rsqrt}.tflite"
+        litert_torch.convert(norm, (calibration[0],)).export(str(path))
+        signature = next(iter(Interpreter(model_path=str(path)).get_signature_list()))
+        model = quantize_int16x8(path.read_bytes(), {signature: [{"args_0": r.numpy()} for r in calibration]})
+        runner = Interpreter(model_content=model).get_signature_runner(signature)
+        (inp,) = runner.get_input_details().values()
+        scale, zero = inp["quantization"]
+        out = []
+        for r in checks:
+            q = np.clip(np.round(r.numpy() / scale) + zero, -32768, 32767).astype(np.int16)
+            out.append(next(iter(runner(args_0=q).values())))
+        with torch.no_grad():
+            ref = torch.stack([norm(r) for r in checks]).numpy()
+        diff = np.abs(np.stack(out).astype(np.float32) - ref)[:, :, 1:]  # the tokens without the outlier
+        return float(diff.mean()), float(diff.max())
+
+    both_mean, both_max = errors(True, True)
+    plain_mean, plain_max = errors(False, False)
+    assert both_max < 0.1 < plain_max
+    assert plain_mean > 10 * both_mean
+    for variance_only in (True, False):  # each rewrite alone leaves most of the error
+        assert errors(variance_only, not variance_only)[0] > 3 * both_mean
 
 
 def test_gptq_rounds_the_artifact_and_holds_it_against_the_unrounded_model(five_class, tmp_path):
