@@ -87,6 +87,7 @@ def _measure(target: Target, threads: int, workload: str, cfg: dict, timeout: fl
     spec = {"kind": target.kind, "path": target.path, "threads": threads, "workload": workload,
             "seq_len": cfg["seq_len"], "data": cfg["data"], "warmup": cfg["warmup"], "runs": cfg["runs"],
             "max_examples": cfg["max_examples"], "tokenizer": cfg["tokenizer"],
+            "allow_failed": cfg.get("allow_failed", False),
             # accuracy once per target (real workload, first thread count): it does not depend on either
             "accuracy": cfg["data"] is not None and target.accuracy and target.known_accuracy is None
             and workload == cfg["workloads"][-1] and threads == cfg["threads"][0]}
@@ -107,7 +108,8 @@ def _measure(target: Target, threads: int, workload: str, cfg: dict, timeout: fl
 
 def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str], seq_len: int = 128,
               data: str | None = None, max_examples: int | None = None, warmup: int = 10, runs: int = 100,
-              tokenizer: str | None = None, timeout: float = 1800, progress=None) -> dict:
+              tokenizer: str | None = None, timeout: float = 1800, progress=None,
+              allow_failed: bool = False) -> dict:
     """Measure every target x threads x workload and return the report (schema SCHEMA).
 
     Args:
@@ -121,6 +123,8 @@ def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str]
         tokenizer: model directory whose tokenizer feeds the BERT-base-shaped teacher.
         timeout: seconds per row before it is marked failed.
         progress: called with (done, total, row) after each row.
+        allow_failed: time bundles whose validation failed too (each such row gets a note);
+            otherwise such a row fails with the bundle's error.
 
     Returns:
         The report dict: schema, date, machine, settings, rows (with ratios vs each teacher).
@@ -136,7 +140,7 @@ def run_bench(targets: list[Target], *, threads: list[int], workloads: list[str]
     if bad:
         raise ValueError(f"unknown workload {bad[0]!r}; use fixed and/or real")
     cfg = {"seq_len": seq_len, "data": data, "warmup": warmup, "runs": runs, "max_examples": max_examples,
-           "tokenizer": tokenizer, "workloads": workloads, "threads": threads}
+           "tokenizer": tokenizer, "workloads": workloads, "threads": threads, "allow_failed": allow_failed}
     rows = []
     plan = [(t, n, w) for w in workloads for n in threads for t in targets]
     for i, (t, n, w) in enumerate(plan):
@@ -257,7 +261,7 @@ def to_markdown(report: dict) -> str:
                  f"{r['gflop']:.2f}" if "gflop" in r else "",
                  f"{100 * r['achieved_fraction']:.1f} % {r['roofline_peak']}" if "achieved_fraction" in r else ""]
         cells += [f"{r['speedup_vs'][t]:.1f}x" if t in r.get("speedup_vs", {}) else "" for t in teachers]
-        cells.append("ok")
+        cells.append("ok, validation failed" if r.get("validation_failed") else "ok")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "BERT-base-shaped teacher: BertConfig() with random weights, for size and speed only.",
               "speedup = teacher p50 / row p50 at the same threads and workload."]
@@ -306,7 +310,9 @@ def plot(report: dict, path: Path) -> None:
             ax.barh(y, r["p50_ms"], height=h * 0.9, color=colours.get(r["backend"], "#9467bd"),
                     alpha=1.0 if w == "real" else 0.55, hatch=None if w == "real" else "//", edgecolor="white")
             ax.text(r["p50_ms"] * 1.08, y, f"{r['p50_ms']:.2f} ms ({w})", va="center", fontsize=7)
-    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=8)
+    failed_validation = {r["name"] for r in rows if r.get("validation_failed")}
+    ax.set_yticks(range(len(names)), [_short(n) + ("\n(failed validation)" if n in failed_validation else "")
+                                      for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
     # 1-2-5 ticks: a span under one decade (every student at 10-60 ms) still gets labels
@@ -326,7 +332,8 @@ def plot(report: dict, path: Path) -> None:
     for j, r in enumerate(sorted(pts, key=lambda r: r["p50_ms"])):
         ax2.scatter(r["p50_ms"], 100 * r["accuracy"], s=max(20.0, 4 * r["size_bytes"] / 1e6), alpha=0.6,
                     color=colours.get(r["backend"], "#9467bd"), edgecolors="black", linewidths=0.5)
-        ax2.annotate(f"{_short(r['name'], 36)} ({r['size_bytes'] / 1e6:.0f} MB)", (r["p50_ms"], 100 * r["accuracy"]),
+        ax2.annotate(f"{_short(r['name'], 36)} ({r['size_bytes'] / 1e6:.0f} MB"
+                     + (", failed validation)" if r.get("validation_failed") else ")"), (r["p50_ms"], 100 * r["accuracy"]),
                      # four heights in turn: students of equal accuracy and near latency stack legibly
                      fontsize=7, xytext=(5, (6, -11, 18, -23)[j % 4]), textcoords="offset points")
     front, best = [], -1.0

@@ -123,3 +123,35 @@ def test_known_accuracy_is_used_and_measured_accuracy_agrees(tiny):
     assert given["accuracy"] == measured["accuracy"] and given["accuracy_examples"] == 30
     assert "before the benchmark" in given["accuracy_source"]
 
+
+
+@pytest.mark.slow
+def test_bench_times_a_failed_bundle_only_with_allow_failed_and_says_so(tiny, tmp_path):
+    """A bundle export marked failed (here: the tiny student's .tflite with its status set to
+    failed, as export writes it under --threshold) is refused by default, naming --allow-failed,
+    and timed with --allow-failed, its row saying the validation failed."""
+    import shutil
+
+    root, teacher, student, dev = tiny
+    assert main(["export", "--model", str(student), "--format", "tflite", "--quantize", "int8", "--seq-len", "32",
+                 "--data", str(dev), "--out", str(tmp_path / "b")]) == 0
+    (bundle,) = (tmp_path / "b").iterdir()
+    failed = tmp_path / "failed-bundle"
+    shutil.copytree(bundle, failed)
+    meta = json.loads((failed / "metadata.json").read_text())
+    meta["status"] = "failed"
+    meta["validation"]["label_agreement"] = 0.5
+    (failed / "metadata.json").write_text(json.dumps(meta))
+
+    def bench(out, *extra):
+        rc = main(["bench", "--no-bert-base", "--student", str(failed), "--workloads", "fixed", "--seq-len", "32",
+                   "--runs", "3", "--warmup", "1", "--out", str(out), *extra])
+        return rc, json.loads((out / "bench.json").read_text())["rows"], (out / "bench.md").read_text()
+
+    rc, (row,), _ = bench(tmp_path / "r1")
+    assert rc == 3 and row["status"] == "failed" and "failed validation" in row["reason"]
+    assert "--allow-failed" in row["reason"]
+    rc, (row,), md = bench(tmp_path / "r2", "--allow-failed")
+    assert rc == 0 and row["status"] == "ok" and row["p50_ms"] > 0
+    assert "label agreement 0.5" in row["validation_failed"]
+    assert "ok, validation failed |" in md

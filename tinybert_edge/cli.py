@@ -305,7 +305,8 @@ def cmd_bench(a) -> int:
             targets.insert(1, Target(f"BERT-base-shaped {path.name.split('-')[3]} fp32", "bundle", str(path),
                                      "teacher", accuracy=False))
     report = run_and_report(targets, out=a.out, threads=threads, workloads=workloads, seq_len=a.seq_len, data=a.data,
-                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer)
+                            max_examples=a.max_examples, runs=a.runs, warmup=a.warmup, tokenizer=tokenizer,
+                            allow_failed=a.allow_failed)
     return exit_status(report)
 
 
@@ -519,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     bn.add_argument("--device", help="adb or adb:SERIAL: run the bundles on an Android phone through the demo "
                     "app's benchmark mode (android_demo) and merge its results")
+    bn.add_argument("--allow-failed", action="store_true",
+                    help="also time bundles whose validation failed (their rows say so)")
     bn.add_argument("--out", required=True, help="report directory (bench.json, bench.md, bench.png)")
     bn.set_defaults(func=cmd_bench)
 
