@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import random
 import sys
 import tempfile
@@ -350,7 +351,7 @@ class LayerNorm4d(nn.Module):
         if any(not 0 <= c < size for c in channels):
             raise ValueError(f"outlier channels {channels} outside the hidden size {size}")
         self.outlier_channels = sorted(set(int(c) for c in channels))
-        mask = torch.zeros(size, dtype=self.weight.dtype)
+        mask = torch.zeros(size, dtype=self.weight.dtype, device=self.weight.device)
         mask[self.outlier_channels] = 1.0
         # buffers, not attributes: torch.export keeps them as the graph's constants
         self.register_buffer("outlier_mask", mask, persistent=False)
@@ -376,8 +377,8 @@ class LayerNorm4d(nn.Module):
             ValueError: cuts that are not positive and increasing.
         """
         cuts = [float(c) for c in cuts]
-        if any(c <= 0 for c in cuts) or any(b <= a for a, b in zip(cuts, cuts[1:])):
-            raise ValueError(f"rsqrt cuts {cuts} must be positive and increasing")
+        if any(not (0 < c < math.inf) for c in cuts) or any(b <= a for a, b in zip(cuts, cuts[1:])):
+            raise ValueError(f"rsqrt cuts {cuts} must be positive, finite and increasing")
         self.rsqrt_cuts = cuts
 
     def _rsqrt(self, v: torch.Tensor) -> torch.Tensor:
@@ -386,7 +387,7 @@ class LayerNorm4d(nn.Module):
             return torch.rsqrt(v)
         out = None
         for i, c in enumerate(cuts):
-            x = v * (1.0 / c)
+            x = v * (1.0 / c)  # a MUL by a constant: int16 MUL takes any scales (see the docstring)
             if i > 0:
                 x = torch.clamp(x, min=1.0)
             if i + 1 < len(cuts):

@@ -66,20 +66,30 @@ MASK_BIAS = 20.0
 OUTLIER_FACTOR = 4.0
 MAX_OUTLIER_CHANNELS = 16
 RSQRT_PIECE_RATIO = 4.0
+MAX_RSQRT_PIECES = 8
 
 
 def rsqrt_cuts(lo: float, hi: float, ratio: float = RSQRT_PIECE_RATIO) -> list[float]:
-    """The cuts of LayerNorm4d.split_rsqrt for variances in [lo, hi]: lo, lo*ratio, lo*ratio^2, ...
-    below hi, rounded to 6 significant digits (what metadata.json records is what the graph uses).
+    """The cuts of LayerNorm4d.split_rsqrt for variances in [lo, hi].
+
+    Args:
+        lo, hi: the smallest and largest variance (+ eps) seen on the calibration rows.
+        ratio: the widest piece, hi / lo of one piece.
 
     Returns:
-        [] when one piece covers [lo, hi] (the plain rsqrt is then as accurate).
+        lo, lo*ratio, lo*ratio^2, ... below hi, rounded to 6 significant digits (what metadata.json
+        records is what the graph uses); [] when one piece covers [lo, hi] (the plain rsqrt is then
+        as accurate). At most MAX_RSQRT_PIECES: a variance near eps (a token whose hidden state is
+        nearly constant) would otherwise add a piece per factor of `ratio` down to 1e-12, so lo is
+        raised to hi / ratio^MAX_RSQRT_PIECES and anything below that rides on the first piece.
 
     Raises:
-        ExportError: lo not positive, hi below lo, or a ratio not over 1.
+        ExportError: lo not positive, hi below lo, a bound not finite, or a ratio not over 1.
     """
-    if not (lo > 0 and hi >= lo and ratio > 1):
-        raise ExportError(f"rsqrt pieces need 0 < lo <= hi and a ratio over 1, got lo={lo!r}, hi={hi!r}, ratio={ratio!r}")
+    if not (0 < lo <= hi < math.inf and ratio > 1):
+        raise ExportError(f"rsqrt pieces need 0 < lo <= hi (finite) and a ratio over 1, got lo={lo!r}, hi={hi!r}, "
+                          f"ratio={ratio!r}")
+    lo = max(lo, hi / ratio**MAX_RSQRT_PIECES)
     if hi <= ratio * lo:
         return []
     return [float(f"{lo * ratio**i:.6g}") for i in range(int(math.ceil(math.log(hi / lo, ratio))))]
@@ -120,6 +130,9 @@ def prepare_layer_norms(wrapper: torch.nn.Module, feeds: list[tuple[torch.Tensor
     def record(name, eps):
         def hook(_module, inputs):
             x = inputs[0].detach().float()
+            if not torch.isfinite(x).all():
+                raise ExportError(f"{name} received non-finite values on a calibration row; check the model's "
+                                  "weights (a corrupted or diverged checkpoint)")
             centred = x - x.mean(-1, keepdim=True)
             m = centred.abs().reshape(-1, x.shape[-1]).amax(0)
             peak[name] = m if name not in peak else torch.maximum(peak[name], m)
@@ -140,9 +153,13 @@ def prepare_layer_norms(wrapper: torch.nn.Module, feeds: list[tuple[torch.Tensor
         for h in handles:
             h.remove()
     chosen = {}
+    unreached = [name for name, _ in norms if name not in peak]
+    if unreached:
+        raise ExportError(f"the calibration rows never reached {', '.join(unreached)}; the int16 LayerNorm rewrite "
+                          "needs every LayerNorm on the path from the inputs to the logits")
     for name, m in norms:
         channels, cuts = [], []
-        if factor is not None:
+        if factor is not None and peak[name].median() > 0:  # with most channels dead no channel stands out
             p = peak[name]
             over = torch.nonzero(p > factor * p.median()).flatten()
             channels = sorted(int(c) for c in over[torch.argsort(p[over], descending=True)][:max_channels])

@@ -124,7 +124,6 @@ def test_known_accuracy_is_used_and_measured_accuracy_agrees(tiny):
     assert "before the benchmark" in given["accuracy_source"]
 
 
-
 @pytest.mark.slow
 def test_bench_times_a_failed_bundle_only_with_allow_failed_and_says_so(tiny, tmp_path):
     """A bundle export marked failed (here: the tiny student's .tflite with its status set to
@@ -155,3 +154,7 @@ def test_bench_times_a_failed_bundle_only_with_allow_failed_and_says_so(tiny, tm
     assert rc == 0 and row["status"] == "ok" and row["p50_ms"] > 0
     assert "label agreement 0.5" in row["validation_failed"]
     assert "ok, validation failed |" in md
+    # a phone run takes passed bundles only: refused before anything is written
+    assert main(["bench", "--no-bert-base", "--student", str(failed), "--device", "adb", "--allow-failed",
+                 "--out", str(tmp_path / "r3")]) == 2
+    assert not (tmp_path / "r3").exists()

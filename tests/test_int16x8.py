@@ -61,6 +61,9 @@ def test_int16x8_bundle_is_full_integer_float_out_and_reports_what_the_file_give
     assert meta["status"] == "passed" and meta["quantization"]["name"] == "int16x8"
     assert meta["quantization"]["calibration"]["data"] == str(five_class["train"])
     assert meta["quantization"]["calibration"]["rows"] == 24
+    # the int16 LayerNorm rewrite is recorded for every LayerNorm (embeddings + 2 per layer)
+    norms = meta["quantization"]["calibration"]["layer_norms"]
+    assert len(norms) == 1 + 2 * 2 and all(set(v) == {"outlier_channels", "rsqrt_cuts"} for v in norms.values())
     assert meta["task"]["labels"] == list(LABELS)
     model = (bundle / "model.tflite").read_bytes()
     # every signature computes at int16 except the embedding gathers (int8 tables, float rows),
@@ -200,7 +203,7 @@ def _feeds(tok, texts, length):
             for ids, types in tokenize(tok, texts, None, length)]
 
 
-def test_layer_norm_rewrite_finds_the_planted_channel_and_keeps_the_function(planted_outlier):
+def test_layer_norm_rewrite_finds_the_planted_channel_and_keeps_the_function(planted_outlier, five_class):
     from tinybert_edge.converters.export import LayerNorm4d, load_for_export
     from tinybert_edge.converters.litert_static import (MASK_BIAS, MAX_OUTLIER_CHANNELS, RSQRT_PIECE_RATIO,
                                                         prepare_layer_norms)
@@ -223,6 +226,9 @@ def test_layer_norm_rewrite_finds_the_planted_channel_and_keeps_the_function(pla
         after = torch.cat([wrapper(*f) for f in checks])
     torch.testing.assert_close(after, before, atol=1e-6, rtol=0)  # the rewrite is the same function
     assert wrapper.model.bert.embeddings.LayerNorm.rsqrt_cuts == cuts
+    # the control: the same model without the planted channel has no outlier at its embeddings
+    plain, _, _ = load_for_export(five_class["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    assert prepare_layer_norms(plain, calibration)["model.bert.embeddings.LayerNorm"]["outlier_channels"] == []
     with pytest.raises(ExportError, match="outlier factor 1.0: use a number over 1"):
         prepare_layer_norms(wrapper, calibration, factor=1.0)
     with pytest.raises(ExportError, match="rsqrt piece ratio 0.5: use a number over 1"):
@@ -277,7 +283,7 @@ def test_int16_layer_norm_follows_the_float_one_only_with_both_rewrites(tmp_path
     both_mean, both_max = errors(True, True)
     plain_mean, plain_max = errors(False, False)
     assert both_max < 0.1 < plain_max
-    assert plain_mean > 10 * both_mean
+    assert plain_mean > 5 * both_mean  # 10-14x measured (seeds 0-2); 5x leaves room for other quantizer versions
     for variance_only in (True, False):  # each rewrite alone leaves most of the error
         assert errors(variance_only, not variance_only)[0] > 3 * both_mean
 
@@ -392,3 +398,13 @@ def test_gptq_without_int8_weights_is_refused(five_class, tmp_path, capsys):
             "--quantize", "none", "--weight-rounding", "gptq", "--calibration-data", str(five_class["train"]),
             "--seq-len", "32", "--out", str(out)], capsys, "--weight-rounding gptq", "--quantize int16x8 or int8")
     assert not out.exists()
+
+
+def test_bundle_schema_names_the_calibration_ranges_the_exporter_offers():
+    from importlib import resources
+
+    from tinybert_edge.converters.litert_static import RANGES
+
+    schema = json.loads((resources.files("tinybert_edge") / "schemas" / "bundle.schema.json").read_text())
+    calibration = schema["properties"]["quantization"]["properties"]["calibration"]["properties"]
+    assert calibration["ranges"]["enum"] == list(RANGES)

@@ -290,6 +290,9 @@ def cmd_bench(a) -> int:
     if a.data and not Path(a.data).is_file():
         raise ConfigError(f"--data {a.data} does not exist")
     if a.device:
+        if a.allow_failed:
+            raise ConfigError("--allow-failed is for this machine's runtimes; a phone run takes bundles that passed "
+                              "validation only (re-export the failed one)")
         return _bench_on_device(a, threads)
     targets = targets_from_paths(a.teacher, a.student, bert_base=not a.no_bert_base)
     tokenizer = a.teacher or next((t.path for t in targets if t.kind == "eager"), None)
