@@ -105,7 +105,8 @@ def _dynamic(seq_len: int) -> SeqLenPolicy:
 
 FORMATS: dict[str, FormatSpec] = {
     "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static", "int8-qat"), ("fixed", "dynamic", "buckets"),
-                             "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",)),
+                             "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",),
+                             calibrated=("int8-static",)),
     # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; see litert_static.py
     "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8"), ("fixed", "buckets"), "ai-edge-litert",
                          _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"), calibrated=("int16x8",)),

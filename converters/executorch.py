@@ -7,7 +7,8 @@ int8: PT2E with the XNNPACK quantizer, dynamic per-channel (int8 weights per out
     int8 .pte is 43 MB instead of 15).
 int8-static: the same with static activation ranges calibrated on the check texts (an option;
     its agreement is reported like any other and it fails the threshold on its own merits).
-    LayerNorm stays fp32 (see qat.py: XNNPACK has no int8 LayerNorm; static ranges break it).
+    LayerNorm and the residual add before it ("Add & Norm") stay fp32, and the FFN output
+    linear's outlier input channels get their own range (see qat.py for why).
 int8-qat: static int8 after quantization-aware distillation (qat.py) on training texts, with
     the fp32 model as teacher; dynamic sequence length only (unpadded rows, see qat.py).
 
@@ -43,7 +44,7 @@ from tinybert_edge.files import write_bytes_atomically
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
                      check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
-from .qat import quantization_aware_distill, static_int8_quantizer
+from .qat import quantization_aware_distill, split_ffn_outliers, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
 QUANTIZATIONS = ("none", "int8", "int8-static", "int8-qat")
@@ -76,6 +77,11 @@ def _word_embeddings_owner(model: nn.Module):
             if child is emb:
                 return module, name
     raise ExportError("could not find the word-embedding module to quantize")
+
+
+def _unpadded(ids: list[int], types: list[int]) -> tuple:
+    x = torch.tensor([ids], dtype=torch.long)
+    return x, torch.ones_like(x), torch.tensor([types], dtype=torch.long)
 
 
 def _export(module: nn.Module, sample: tuple, dynamic: bool, max_len: int):
@@ -136,7 +142,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         qad_texts, qad_text_pairs: int8-qat's training texts (labels not needed).
         qad: int8-qat's training settings (default QadSettings()).
         calibration_texts, calibration_text_pairs: real texts (not `texts`) whose activations
-            calibrate GPTQ (`calibration_size` of them, a seeded sample when there are more).
+            calibrate GPTQ and int8-static's ranges and FFN outlier split (`calibration_size` of
+            them, a seeded sample when there are more; int8-static without them calibrates on the
+            first `calibration_size` of `texts`).
         weight_rounding: "nearest", or "gptq" (int8 only; export.gptq_round_rows). The artifact
             is still held against the unrounded model.
 
@@ -154,7 +162,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                           f"{', '.join(QUANTIZATIONS)}")
     policy = policy or SeqLenPolicy.make(seq_len or 128)
     out_path = Path(out_path)
-    check_quantization_request(quantization, policy, len(texts or DEFAULT_TEXTS), calibration_size, bool(qad_texts),
+    # int8-static calibrates on --calibration-data when given (export_bundles always gives it), so the
+    # validation texts never set the ranges they are judged on; the Python API may still pass none
+    static_from_calibration = quantization == "int8-static" and bool(calibration_texts)
+    n_static = len(calibration_texts) if static_from_calibration else len(texts or DEFAULT_TEXTS)
+    check_quantization_request(quantization, policy, n_static, calibration_size, bool(qad_texts),
                                qad)
     check_weight_rounding(weight_rounding, quantization, ("int8",))
     if weight_rounding == "gptq":
@@ -165,6 +177,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     wrapper, tok, config = load_for_export(model_dir, xnnpack=True, keep_mask=quantization in ("int8-static", "int8-qat"))
     policy.check(config.max_position_embeddings)
     rows = tokenize(tok, texts or DEFAULT_TEXTS, text_pairs, policy.max_len)
+    static_rows = rows
+    if static_from_calibration:
+        static_texts, static_pairs = calibration_sample(calibration_texts, calibration_text_pairs, calibration_size,
+                                                        "int8-static ranges")
+        static_rows = tokenize(tok, static_texts, static_pairs, policy.max_len)
 
     t0 = time.perf_counter()
     module = wrapper
@@ -178,6 +195,12 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                                                           policy.max_len), tok.pad_token_id)
     dynamic = policy.kind == "dynamic"
     qad_summary = None
+    ffn_split = None
+    if quantization in ("int8-static", "int8-qat"):
+        # the outlier channels are found on the texts that also set the static ranges
+        split_rows = (static_rows[:calibration_size] if quantization == "int8-static"
+                      else tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)[:calibration_size])
+        ffn_split = split_ffn_outliers(module, [_unpadded(ids, types) for ids, types in split_rows])
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,
@@ -195,7 +218,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                     calib_len = (lambda n: max(n, 2)) if dynamic else (lambda n: length)
                     calibration = [tuple(torch.from_numpy(a) for a in pad_row(ids, types, calib_len(len(ids)),
                                                                                 tok.pad_token_id))
-                                   for ids, types in rows[:n_calibration] if len(ids) <= length]
+                                   for ids, types in (static_rows if quantization == "int8-static" else rows)
+                                   [:n_calibration] if len(ids) <= length]
                     ep = _quantize(ep, quantization, calibration or [sample], sample, dynamic, policy.max_len)
                 programs[method] = ep
             edge = to_edge_transform_and_lower(programs if len(programs) > 1 else programs["forward"],
@@ -215,17 +239,21 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
-                              f"{min(calibration_size, len(rows))} texts), LayerNorm fp32; int8 row-wise word embeddings",
+                              f"{min(calibration_size, len(static_rows))} "
+                              f"{'--calibration-data' if static_from_calibration else 'check'} texts), FFN outlier "
+                              "channels split off, Add & Norm fp32; "
+                              "int8 row-wise word embeddings",
                "int8-qat": "PT2E XNNPACKQuantizer static per-channel int8 after quantization-aware distillation "
                            "from the fp32 model" + (f" ({qad_summary['steps']} steps on {qad_summary['rows']} "
                                                      "texts)" if qad_summary else "")
-                           + ", LayerNorm fp32; int8 row-wise word embeddings"}
+                           + ", FFN outlier channels split off, Add & Norm fp32; int8 row-wise word embeddings"}
     details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
                "delegate": "XnnpackPartitioner",
                "ops_outside_delegate": dict(sorted(outside.items())),
                "ops_outside_delegate_total": sum(outside.values()),
                "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)],
                **({"quantization_aware_distillation": qad_summary} if qad_summary else {}),
-               **({"weight_rounding": rounding} if rounding else {})}
+               **({"weight_rounding": rounding} if rounding else {}),
+               **({"ffn_outlier_split": ffn_split} if ffn_split is not None else {})}
     return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

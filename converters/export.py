@@ -694,7 +694,9 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
                              **({"weight_rounding": {**r.details["weight_rounding"], "data": calibration_name}}
                                 if "weight_rounding" in r.details else {}),
                              **({"calibration": {"data": calibration_name, **r.details["calibration"]}}
-                                if "calibration" in r.details else {})},
+                                if "calibration" in r.details else {}),
+                             **({"ffn_outlier_split": r.details["ffn_outlier_split"]}
+                                if "ffn_outlier_split" in r.details else {})},
             "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
@@ -821,12 +823,12 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         texts, pairs, gold = read_validation_data(data, config, columns, max_examples)
     options: dict[str, dict] = {"int8-static": {"calibration_size": calibration_size}}
     qad = QadSettings(steps=qad_steps) if qad_steps is not None else QadSettings()
-    for spec in specs:  # every static-int8 request is checked before the first bundle is written
-        for q in quantizations:
-            check_quantization_request(q, policies[spec.name], len(texts or DEFAULT_TEXTS), calibration_size,
-                                       qad_data is not None, qad)
     calibration = _calibration_request(specs, quantizations, weight_rounding, calibration_data, calibration_size,
                                        data, columns, texts, pairs)
+    for spec in specs:  # every static-int8 request is checked before the first bundle is written
+        for q in quantizations:
+            n = len(calibration[0]) if q in spec.calibrated and calibration[0] else len(texts or DEFAULT_TEXTS)
+            check_quantization_request(q, policies[spec.name], n, calibration_size, qad_data is not None, qad)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]
@@ -890,9 +892,9 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
             [f"{f} {q} (gptq)" for f, q in gptq]
     if not users:
         if calibration_data is not None:
-            raise ExportError("--calibration-data is read by --quantize int16x8 and --weight-rounding gptq only, and "
-                              "neither is asked for (int8-static calibrates on the first --calibration-size texts of "
-                              "--data); drop --calibration-data or add one of them")
+            raise ExportError("--calibration-data is read by --quantize int16x8 (LiteRT), int8-static (ExecuTorch) and "
+                              "--weight-rounding gptq only, and none is asked for; drop --calibration-data or add "
+                              "one of them")
         return None, None
     if size < 1:
         raise ExportError(f"--calibration-size {size} must be at least 1")

@@ -16,6 +16,20 @@ instead, so every batch is exactly the inputs a dynamic-length .pte sees.
 Why LayerNorm stays in fp32: its variance spans decades within one tensor, so a static
 per-tensor scale rounds small variances to zero (rsqrt(0) = inf); XNNPACK has no int8
 LayerNorm either, so quantizing it would only add quantize/dequantize round trips.
+
+Why the residual add before each LayerNorm stays in fp32 too (the Transformer's "Add & Norm"):
+its output is the residual stream, where BERT's outlier dimensions reach ~200 while most
+channels stay near 1, so one per-tensor int8 range leaves the ordinary channels a step or two.
+Its output goes straight into the fp32 LayerNorm, so keeping it in fp32 costs no int8 kernel
+(XNNPACK would dequantize for the LayerNorm anyway). The adds that only feed it stay fp32 for the
+same reason (the split FFN output's two halves: summed in int8 they would share the outlier range
+again). The linears' outputs themselves stay int8.
+
+Why the FFN output linear is split by channels (split_ffn_outliers): its input is the GELU
+output, where one or two channels per layer reach 12-22 at [CLS] while every other channel stays
+under ~6, so one per-tensor range is 2-4x too coarse for all the rest. The outlier channels are
+moved to the front of the FFN (the same function: GELU is elementwise) and multiplied by their
+own small linear with its own static range; both linears and the add stay int8.
 """
 
 from __future__ import annotations
@@ -43,12 +57,144 @@ def is_layer_norm(node) -> bool:
     return any("LayerNorm" in str(path) or "LayerNorm" in str(kind) for path, kind in stack.values())
 
 
+def is_add_and_norm(node) -> bool:
+    """Whether an exported graph node is an add whose sum flows, through adds only, into a LayerNorm
+    (kept in fp32): the residual add, the sums before it (the embeddings' word + token-type sum, a
+    ChannelSplitLinear's two halves) and nothing else."""
+    if "add" not in str(node.target) or is_layer_norm(node):
+        return False
+    return _feeds_layer_norm(node)
+
+
+# ops an exported eval-mode graph keeps between an add and the LayerNorm it feeds (BERT's dropout)
+_PASS_THROUGH = ("dropout", "clone", "alias")
+
+
+def _feeds_layer_norm(node) -> bool:
+    for user in node.users:
+        target = str(user.target)
+        if is_layer_norm(user):
+            return True
+        if ("add" in target or any(k in target for k in _PASS_THROUGH)) and _feeds_layer_norm(user):
+            return True
+    return False
+
+
 def static_int8_quantizer(qat: bool) -> xq.XNNPACKQuantizer:
-    """The XNNPACK quantizer with static per-channel int8, LayerNorm left in fp32 (see module doc)."""
+    """The XNNPACK quantizer with static per-channel int8; LayerNorm and the residual add before it
+    left in fp32 (see module doc)."""
     q = xq.XNNPACKQuantizer().set_global(
         xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False, is_qat=qat))
-    q.set_filter_function(lambda node: not is_layer_norm(node))
+    q.set_filter_function(lambda node: not is_layer_norm(node) and not is_add_and_norm(node))
     return q
+
+
+# A channel is an outlier when its calibrated max |GELU output| exceeds this many times the 99th
+# percentile of all the layer's channel maxima (demo student: 12-22 against ~4.3; the next channel
+# is ~6, so 2x separates them), at most MAX_OUTLIER_CHANNELS per layer.
+OUTLIER_RATIO = 2.0
+MAX_OUTLIER_CHANNELS = 8
+
+
+class ChannelSplitLinear(nn.Module):
+    """y = W[:, :k] x[..., :k] + W[:, k:] x[..., k:] + b: the same function as the wrapped linear,
+    as two linears on two contiguous slices of the input, so a static quantizer gives the first k
+    input channels (the outliers, moved there by split_ffn_outliers) their own int8 range."""
+
+    def __init__(self, linear: nn.Linear, k: int):
+        super().__init__()
+        if not 0 < k < linear.in_features:
+            raise ValueError(f"split at {k} of {linear.in_features} input channels")
+        self.k = k
+        self.outliers = nn.Linear(k, linear.out_features, bias=False)
+        self.rest = nn.Linear(linear.in_features - k, linear.out_features, bias=linear.bias is not None)
+        with torch.no_grad():
+            self.outliers.weight.copy_(linear.weight[:, :k])
+            self.rest.weight.copy_(linear.weight[:, k:])
+            if linear.bias is not None:
+                self.rest.bias.copy_(linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rest(x[..., self.k:]) + self.outliers(x[..., :self.k])
+
+
+def _ffn_pairs(model: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
+    """(layer name, FFN input linear, FFN output linear) of each BERT-style Transformer layer."""
+    pairs = []
+    for name, m in model.named_modules():
+        inter = getattr(getattr(m, "intermediate", None), "dense", None)
+        out = getattr(getattr(m, "output", None), "dense", None)
+        if isinstance(inter, nn.Linear) and isinstance(out, nn.Linear) and inter.out_features == out.in_features:
+            pairs.append((name, inter, out))
+    return pairs
+
+
+def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float = OUTLIER_RATIO,
+                       max_channels: int = MAX_OUTLIER_CHANNELS) -> list[dict]:
+    """Give each Transformer layer's outlier FFN channels their own static int8 range, in place.
+
+    Measures max |x| per input channel of every FFN output linear on `calibration`; channels over
+    `ratio` x the 99th percentile of those maxima move to the front of the FFN input linear's
+    outputs and the FFN output linear's inputs (GELU is elementwise, so the function is unchanged),
+    and the FFN output linear becomes a ChannelSplitLinear. A layer without outliers is left alone.
+
+    Args:
+        module: the exportable classifier (its forward takes each calibration tuple).
+        calibration: model inputs (real texts) that measure the channel ranges.
+        ratio: how far over the 99th-percentile channel max an outlier channel is.
+        max_channels: at most this many outlier channels per layer (the largest ones).
+
+    Returns:
+        One record per Transformer layer: name, outlier channels (original indices), their
+        calibrated max, and the largest remaining channel max.
+
+    Raises:
+        ExportError: no calibration input, or a non-finite activation in it.
+    """
+    if not calibration:
+        raise ExportError("the FFN outlier split needs calibration texts; pass real texts with --data")
+    pairs = _ffn_pairs(module)
+    amax: dict[str, torch.Tensor] = {}
+
+    def recorder(name):
+        def hook(_module, args):
+            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            amax[name] = torch.maximum(amax[name], x) if name in amax else x
+        return hook
+
+    hooks = [out.register_forward_pre_hook(recorder(name)) for name, _, out in pairs]
+    try:
+        with torch.no_grad():
+            for x in calibration:
+                module(*x)
+    finally:
+        for h in hooks:
+            h.remove()
+    records = []
+    for name, inter, out in pairs:
+        m = amax[name]
+        if not torch.isfinite(m).all():
+            raise ExportError(f"non-finite FFN activation in {name} on the calibration texts; check the model")
+        threshold = ratio * torch.quantile(m, 0.99)
+        top = m.topk(min(max_channels, m.numel() - 1))
+        outliers = top.indices[top.values > threshold]
+        k = int(outliers.numel())
+        keep = torch.ones_like(m, dtype=torch.bool)
+        keep[outliers] = False
+        records.append({"layer": name, "channels": outliers.tolist(),
+                        "channel_max": [round(float(v), 3) for v in m[outliers]],
+                        "rest_max": round(float(m[keep].max()), 3)})
+        if k == 0:
+            continue
+        order = torch.cat([outliers, keep.nonzero().flatten()])
+        with torch.no_grad():
+            inter.weight.copy_(inter.weight[order])
+            if inter.bias is not None:
+                inter.bias.copy_(inter.bias[order])
+            out.weight.copy_(out.weight[:, order])
+        owner = getattr(module.get_submodule(name) if name else module, "output")
+        owner.dense = ChannelSplitLinear(out, k)
+    return records
 
 
 def length_batches(rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int) -> list[tuple]:

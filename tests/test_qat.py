@@ -3,6 +3,8 @@ ExecuTorch exporter and ExecuTorch's Python runtime, on a tiny classifier built 
 training lowers its loss and repeats exactly, LayerNorm stays out of the static ranges, the .pte
 runs what PyTorch ran, and bad requests are refused with nothing written."""
 
+import copy
+
 import pytest
 import torch
 
@@ -76,7 +78,93 @@ def test_layer_norm_is_left_out_of_the_static_ranges(tiny_classifier):
     assert any("activation_post_process" in str(n.target) for n in prepared.graph.nodes)  # the rest is quantized
 
 
-def test_qad_tracks_fp32_closer_than_post_training_static_int8_and_repeats_exactly(tiny_classifier):
+def test_residual_adds_before_layer_norm_stay_out_of_the_static_ranges(tiny_classifier):
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from tinybert_edge.converters.qat import is_add_and_norm, static_int8_quantizer
+
+    wrapper, rows = _rows(tiny_classifier, TEXTS[:2])
+    ids = torch.tensor([rows[0][0]])
+    ep = torch.export.export(wrapper, (ids, torch.ones_like(ids), torch.zeros_like(ids)))
+    # two per Transformer layer (attention, FFN) and the embeddings' sums before their LayerNorm
+    assert sum(is_add_and_norm(n) for n in ep.graph.nodes) >= 2 * 2 + 1
+    prepared = prepare_pt2e(ep.module(), static_int8_quantizer(qat=False))
+
+    def observed(node):
+        return any("activation_post_process" in str(u.target) for u in node.users)
+
+    add_norm = [n for n in prepared.graph.nodes if is_add_and_norm(n)]
+    assert add_norm and not [n.name for n in add_norm if observed(n)], "an Add & Norm add got a static range"
+    # control: an ordinary int8 op's output is still observed (the filter is not switching all off)
+    assert any(observed(n) for n in prepared.graph.nodes if "linear" in str(n.target))
+
+
+def _plant_ffn_outlier(model_dir, layer: int, channel: int, size: float):
+    """A copy of the tiny classifier whose FFN channel `channel` in `layer` outputs ~`size` after GELU."""
+    from tinybert_edge.converters.export import load_for_export
+
+    wrapper, tok, _ = load_for_export(model_dir, xnnpack=True, keep_mask=True)
+    ffn = wrapper.model.bert.encoder.layer[layer]
+    with torch.no_grad():
+        ffn.intermediate.dense.weight[channel].zero_()
+        ffn.intermediate.dense.bias[channel] = size
+        ffn.output.dense.weight[:, channel] *= 0.05  # an outlier channel a trained model reads gently
+    return wrapper, tok
+
+
+def test_ffn_outlier_split_keeps_the_fp32_function_and_tracks_it_closer_in_static_int8(tiny_classifier):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from tinybert_edge.converters.qat import (ChannelSplitLinear, length_batches, split_ffn_outliers,
+                                              static_int8_quantizer)
+    from tinybert_edge.converters.runtime import tokenize
+
+    wrapper, tok = _plant_ffn_outlier(tiny_classifier, layer=1, channel=5, size=40.0)
+    rows = tokenize(tok, TRAIN, None, 48)
+    calibration = length_batches(rows, 8, seed=0)
+    held_out = length_batches(tokenize(tok, TEXTS, None, 48), 8, seed=0)
+    split = copy.deepcopy(wrapper)
+    records = split_ffn_outliers(split, calibration[:10])
+    by_layer = {r["layer"].rsplit(".", 1)[-1]: r for r in records}
+    assert by_layer["1"]["channels"] == [5] and by_layer["1"]["channel_max"][0] > 30, records
+    assert by_layer["0"]["channels"] == [], "an unplanted layer was split"  # control
+    layers = split.model.bert.encoder.layer
+    assert isinstance(layers[1].output.dense, ChannelSplitLinear) and isinstance(layers[0].output.dense,
+                                                                                torch.nn.Linear)
+    with torch.no_grad():
+        for x in held_out:
+            torch.testing.assert_close(split(*x), wrapper(*x), atol=1e-4, rtol=1e-4)
+
+    dims = {n: {0: torch.export.Dim("b", min=1, max=8), 1: torch.export.Dim("s", min=2, max=48)}
+            for n in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def static_error(module):
+        ep = torch.export.export(module, calibration[0], dynamic_shapes=dims)
+        q = prepare_pt2e(ep.module(), static_int8_quantizer(qat=False))
+        with torch.no_grad():
+            for x in calibration:
+                q(*x)
+            q = convert_pt2e(q)
+            return sum(float((q(*x) - wrapper(*x)).abs().mean()) for x in held_out) / len(held_out)
+
+    plain, with_split = static_error(wrapper), static_error(split)
+    assert with_split < 0.7 * plain, (with_split, plain)
+
+
+def test_ffn_outlier_split_refuses_no_calibration(tiny_classifier):
+    from tinybert_edge.converters.qat import split_ffn_outliers
+
+    wrapper, _ = _rows(tiny_classifier, TEXTS[:1])
+    with pytest.raises(ExportError, match="calibration texts"):
+        split_ffn_outliers(wrapper, [])
+
+
+def test_qad_stays_near_post_training_static_int8_and_repeats_exactly(tiny_classifier):
+    """Since the FFN outlier split and Add & Norm in fp32, post-training static int8 tracks fp32
+    well, and QAD (moving-average ranges, frozen halfway) no longer beats it: on this tiny model its
+    error is ~1.4x PTQ's, on the demo student it agrees on 99.04 % against PTQ's 99.20 %
+    (BENCHMARKS.md). The claim left: QAD repeats exactly and stays in PTQ's neighbourhood (a
+    too-high learning rate, 1e-4, drifts to ~14x, and this test catches that)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from tinybert_edge.converters.qat import (QadSettings, length_batches, quantization_aware_distill,
@@ -88,7 +176,6 @@ def test_qad_tracks_fp32_closer_than_post_training_static_int8_and_repeats_exact
     settings = QadSettings(steps=60, learning_rate=1e-5, batch_size=8, freeze_observers_after=30, seed=1)
     a, sa = quantization_aware_distill(wrapper, wrapper, rows, 48, settings, progress=False)
     b, sb = quantization_aware_distill(wrapper, wrapper, rows, 48, settings, progress=False)
-    assert sa["loss_last"] < sa["loss_first"], sa
     assert sa == sb
 
     # post-training static int8 of the same graph, calibrated on every training batch
@@ -106,7 +193,7 @@ def test_qad_tracks_fp32_closer_than_post_training_static_int8_and_repeats_exact
             return sum(float((m(*x) - wrapper(*x)).abs().mean()) for x in held_out) / len(held_out)
 
         assert all(torch.equal(a(*x), b(*x)) for x in held_out)
-        assert 0 < error(a) < 0.5 * error(ptq), (error(a), error(ptq))
+        assert 0 < error(a) < 2.0 * error(ptq), (error(a), error(ptq))
 
 
 def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path):
@@ -158,7 +245,7 @@ def test_bad_quantization_requests(tiny_classifier, tmp_path):
     with pytest.raises(ExportError, match="needs the dynamic sequence length"):
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8", "int8-qat"],
                        policy=SeqLenPolicy.make(48), qad_data=qad_file)
-    with pytest.raises(ExportError, match="calibrates on 128 texts but only 3"):
+    with pytest.raises(ExportError, match="executorch int8-static calibrate.*--calibration-data TRAIN"):
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["none", "int8-static"],
                        seq_len=48)
     assert not list(tmp_path.iterdir())
@@ -270,3 +357,25 @@ def test_sensitivity_probe_refuses_a_variants_filter_that_matches_nothing(tiny_c
     err = capsys.readouterr().err
     assert "--variants no such variant matches none of" in err and next(iter(VARIANTS)) in err
     assert not out.exists()
+
+
+def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outlier_split(tiny_classifier, tmp_path):
+    """export_bundles' int8-static takes its ranges and FFN outlier channels from --calibration-data
+    (never from the texts it is validated on) and records the split per layer in metadata.json,
+    which the bundle schema accepts (load_bundle validates it)."""
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.export import export_bundles
+
+    data = tmp_path / "dev.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{'neg' if i % 2 else 'pos'}\n" for i, t in enumerate(TEXTS)))
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in TRAIN))
+    [b] = export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8-static"],
+                         policy=SeqLenPolicy.make(48, dynamic=True), data=data, calibration_data=train,
+                         calibration_size=64)
+    q = load_bundle(b.path, allow_failed=True).metadata["quantization"]
+    assert "64 --calibration-data texts" in q["recipe"] and "Add & Norm fp32" in q["recipe"], q["recipe"]
+    assert [r["layer"].rsplit(".", 1)[-1] for r in q["ffn_outlier_split"]] == ["0", "1"]
+    for r in q["ffn_outlier_split"]:  # every split channel stands out of the rest by the exporter's rule
+        assert all(m > r["rest_max"] for m in r["channel_max"]), r
+    assert b.validation.label_agreement is not None

@@ -11,7 +11,7 @@ error, not a kernel's.
 Usage:
     python -m benchmarks.scripts.int8_sensitivity --model runs/demo/student/model \
         --data dev.tsv [--seq-len 64] [--rows 400] [--calibration 128] [--smooth-alpha 0.8] \
-        [--split-cls] [--out benchmarks/results/int8_sensitivity]
+        [--split-cls] [--split-outliers] [--out benchmarks/results/int8_sensitivity]
 """
 
 from __future__ import annotations
@@ -62,20 +62,36 @@ def _is_layer_norm(node) -> bool:
     return is_layer_norm(node)
 
 
+def _is_add_and_norm(node) -> bool:
+    from tinybert_edge.converters.qat import is_add_and_norm
+
+    return is_add_and_norm(node)
+
+
 def _is_smoothing_mul(node) -> bool:
     stack = list((node.meta.get("nn_module_stack") or {}).values())
     return "mul" in str(node.target) and bool(stack) and "SmoothedLinear" in str(stack[-1][1])
 
 
+def _is_attention_matmul(node) -> bool:
+    """QK^T and probabilities x V (matmul/bmm, not the linears)."""
+    return any(k in str(node.target) for k in ("matmul", "bmm"))
+
+
 # name -> which annotated nodes stay quantized (the XNNPACK quantizer's filter function)
 VARIANTS = {
-    "every op the quantizer takes (what int8-static exports)": lambda n: True,
+    "every op the quantizer takes (LayerNorm included)": lambda n: True,
     "residual adds left fp32": lambda n: "add" not in str(n.target),
     "muls left fp32 (score scaling, softmax mask, LayerNorm)": lambda n: "mul" not in str(n.target),
     "FFN output linear left fp32 (its input is the GELU output)": lambda n: not _is_ffn_output(n),
     "linears only": _is_linear,
     "linears only, FFN output left fp32": lambda n: _is_linear(n) and not _is_ffn_output(n),
-    "every op but LayerNorm (what int8-static exports since LayerNorm stays fp32)": lambda n: not _is_layer_norm(n),
+    "every op but LayerNorm (what int8-static exported from the fourth to the fifteenth sitting)": lambda n: not _is_layer_norm(n),
+    # what the 2 to 3 points between "linears only" and "every op but LayerNorm" are made of
+    "every op but LayerNorm and the residual adds (what int8-static exports now)":
+        lambda n: not _is_layer_norm(n) and not _is_add_and_norm(n),
+    "every op but LayerNorm and the attention matmuls": lambda n: not _is_layer_norm(n) and not _is_attention_matmul(n),
+    "every op but LayerNorm and the muls": lambda n: not _is_layer_norm(n) and "mul" not in str(n.target),
     **{f"only the {g} linears": (lambda g: lambda n: _is_linear(n) and _linear_group(n) == g)(g)
        for g in ("Q/K/V", "attention output", "FFN input (intermediate)", "FFN output", "pooler and classifier")},
 }
@@ -166,13 +182,17 @@ def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: floa
 
 
 def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
-            smooth_alpha: float | None = None, split_cls: bool = False, only: list[str] | None = None) -> dict:
+            smooth_alpha: float | None = None, split_cls: bool = False, only: list[str] | None = None,
+            split_outliers: bool = False) -> dict:
     """Label agreement and max |logit difference| vs fp32 of each variant on the first `rows` rows.
 
     Args:
         smooth_alpha: first apply SmoothQuant-style smoothing of every linear's input
             (smooth_linears) with this alpha, calibrated on the calibration rows; None: no smoothing.
         split_cls: give the FFN output linears' [CLS] row its own static range (ClsSplitLinear).
+        split_outliers: first split each FFN output linear's outlier input channels off into their
+            own linear (converters.qat.split_ffn_outliers, what int8-static exports), found on the
+            calibration rows.
         only: run only the variants whose name contains one of these strings (None: all).
 
     Raises:
@@ -203,6 +223,14 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
         smooth_linears(wrapper, inputs[rows:rows + calibration], smooth_alpha)
     if split_cls:
         split_cls_ffn_outputs(wrapper)
+    if split_outliers:
+        from tinybert_edge.converters.qat import split_ffn_outliers
+
+        split_ffn_outliers(wrapper, inputs[rows:rows + calibration])
+        with torch.no_grad():  # the split is the same function in fp32
+            after = torch.cat([wrapper(*x) for x in inputs[:rows]])
+        if not torch.allclose(after, reference, atol=1e-4):
+            raise RuntimeError(f"the channel split changed the fp32 logits by {float((after - reference).abs().max())}")
     exported = torch.export.export(wrapper, inputs[0])
     results = []
     for name, keep in variants.items():
@@ -223,7 +251,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
     return {"schema": "tinybert-edge/int8-sensitivity", "date": date.today().isoformat(),
             "machine": machine_info()["cpu"], "model": str(model), "data": str(data),
             "seq_len": seq_len, "rows": rows, "calibration_rows": calibration, "smooth_alpha": smooth_alpha,
-            "split_cls": split_cls,
+            "split_cls": split_cls, "split_outliers": split_outliers,
             "torch": torch.__version__, "results": results}
 
 
@@ -232,7 +260,8 @@ def to_markdown(report: dict) -> str:
              f"{report['calibration_rows']} others calibrate, seq {report['seq_len']}, {report['date']}"
              + (f", linears smoothed (SmoothQuant, alpha {report['smooth_alpha']})"
                 if report.get("smooth_alpha") is not None else "")
-             + (", FFN output linears split at [CLS] (own static range)" if report.get("split_cls") else ""),
+             + (", FFN output linears split at [CLS] (own static range)" if report.get("split_cls") else "")
+             + (", FFN outlier channels split off (own static range)" if report.get("split_outliers") else ""),
              "", "| left in fp32 / quantized | label agreement | max abs logit diff |", "|---|---:|---:|"]
     for r in report["results"]:
         lines.append(f"| {r['variant']} | {100 * r['label_agreement']:.2f} % | {r['max_abs_logit_diff']:.2f} |")
@@ -254,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-cls", action="store_true",
                    help="run each FFN output linear on the [CLS] row and the other rows separately "
                         "(own static ranges)")
+    p.add_argument("--split-outliers", action="store_true",
+                   help="split each FFN output linear's outlier input channels into their own linear first")
     p.add_argument("--variants", help="comma-separated parts of variant names to run (default: all)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     p.add_argument("--out", default="benchmarks/results/int8_sensitivity")
@@ -263,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, a.threads))
     try:
         report = measure(Path(a.model), Path(a.data), a.seq_len, a.rows, a.calibration, a.smooth_alpha, a.split_cls,
-                         [v.strip() for v in a.variants.split(",") if v.strip()] if a.variants else None)
+                         [v.strip() for v in a.variants.split(",") if v.strip()] if a.variants else None,
+                         a.split_outliers)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
