@@ -439,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="executorch (.pte), tflite (LiteRT), mediapipe (LiteRT, one fixed length, loads in MediaPipe's "
                    "TextClassifier as is), or all")
     x.add_argument("--quantize", default="int8",
-                   help="none, int8, int8-static (executorch only), int8-qat (executorch only: static int8 after "
+                   help="none, int8, int8-static (executorch only: static int8 activations, calibrated on "
+                   "--calibration-data), int8-qat (executorch only: static int8 after "
                    "quantization-aware distillation on --qad-data), int16x8 (tflite and mediapipe: full-integer, int16 "
                    "activations and int8 weights for NPU delegates, calibrated on --calibration-data), "
                    "all (= none,int8), or a comma list")
@@ -453,10 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--threshold", type=float, default=99.0,
                    help="minimum label agreement with fp32 PyTorch, in %% (default 99)")
     x.add_argument("--calibration-size", type=int, default=128,
-                   help="int8-static: texts of --data that calibrate the activation ranges; int16x8 and "
-                   "--weight-rounding gptq: texts of --calibration-data (default 128)")
-    x.add_argument("--calibration-data", help="int16x8 and --weight-rounding gptq: a task file other than --data "
-                   "(the training split) whose texts calibrate activation ranges and GPTQ; labels are not read")
+                   help="int8-static, int16x8 and --weight-rounding gptq: texts of --calibration-data that "
+                   "calibrate them (a seeded sample; default 128)")
+    x.add_argument("--calibration-data", help="int8-static, int16x8 and --weight-rounding gptq: a task file other "
+                   "than --data (the training split) whose texts calibrate activation ranges, int8-static's FFN "
+                   "outlier channels and GPTQ; labels are not read")
     x.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
                    help="how int8 weights are rounded: nearest (default), or gptq (each linear's output error on "
                    "--calibration-data minimised; int8 of every format, int16x8)")
