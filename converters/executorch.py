@@ -5,8 +5,8 @@ int8: PT2E with the XNNPACK quantizer, dynamic per-channel (int8 weights per out
     activations quantized per inference), plus the word-embedding table stored as int8 rows
     with one fp32 scale per row (the table is 2/3 of the student's weights; left in fp32 the
     int8 .pte is 43 MB instead of 15).
-int8-static: the same with static activation ranges calibrated on the check texts (an option;
-    its agreement is reported like any other and it fails the threshold on its own merits).
+int8-static: the same with static activation ranges calibrated on real training texts
+    (--calibration-data; its agreement is reported like any other and is held to the threshold).
     LayerNorm and the residual add before it ("Add & Norm") stay fp32, and the FFN output
     linear's outlier input channels get their own range (see qat.py for why).
 int8-qat: static int8 after quantization-aware distillation (qat.py) on training texts, with
@@ -132,13 +132,14 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         model_dir: HF sequence-classifier directory (e.g. a distilled student).
         out_path: the .pte file to write (atomically: temp file, then rename).
         quantization: "none" (fp32), "int8" (dynamic per-channel, int8 embeddings),
-            "int8-static" (static activations calibrated on the first texts) or "int8-qat"
+            "int8-static" (static activations calibrated on `calibration_texts`) or "int8-qat"
             (static int8 after quantization-aware distillation on `qad_texts`).
         policy: sequence-length policy (default fixed 128).
         texts: inputs for calibration and the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
         seq_len: shorthand for a fixed policy of that length.
-        calibration_size: how many texts calibrate int8-static (fewer texts is an error).
+        calibration_size: how many texts calibrate int8-static and its FFN outlier split (fewer
+            texts is an error); int8-qat's split uses as many of `qad_texts`.
         qad_texts, qad_text_pairs: int8-qat's training texts (labels not needed).
         qad: int8-qat's training settings (default QadSettings()).
         calibration_texts, calibration_text_pairs: real texts (not `texts`) whose activations
@@ -198,8 +199,12 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     ffn_split = None
     if quantization in ("int8-static", "int8-qat"):
         # the outlier channels are found on the texts that also set the static ranges
-        split_rows = (static_rows[:calibration_size] if quantization == "int8-static"
-                      else tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)[:calibration_size])
+        if quantization == "int8-static":
+            split_rows = static_rows[:calibration_size]
+        else:  # a seeded sample: training files often come sorted by label
+            qad_sample = calibration_sample(qad_texts, qad_text_pairs, min(calibration_size, len(qad_texts)),
+                                            "int8-qat's FFN outlier split")
+            split_rows = tokenize(tok, *qad_sample, policy.max_len)
         ffn_split = split_ffn_outliers(module, [_unpadded(ids, types) for ids, types in split_rows])
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
@@ -220,6 +225,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                                                                                 tok.pad_token_id))
                                    for ids, types in (static_rows if quantization == "int8-static" else rows)
                                    [:n_calibration] if len(ids) <= length]
+                    if quantization == "int8-static" and not calibration:
+                        raise ExportError(f"no calibration text fits the {length}-token signature {method}; pass more "
+                                          "(or shorter) texts with --calibration-data, or drop that bucket")
                     ep = _quantize(ep, quantization, calibration or [sample], sample, dynamic, policy.max_len)
                 programs[method] = ep
             edge = to_edge_transform_and_lower(programs if len(programs) > 1 else programs["forward"],
@@ -236,17 +244,18 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     seconds = time.perf_counter() - t0
     reference = eager_logits(wrapper, rows, policy, tok.pad_token_id)
     candidate = ExecuTorchRunner(out_path, policy, pad_id=tok.pad_token_id).scores(rows)
+    split_layers = sum(bool(r["channels"]) for r in ffn_split or [])
+    split_note = f", FFN outlier channels split off in {split_layers} of {len(ffn_split)} layers" if ffn_split else ""
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
                               f"{min(calibration_size, len(static_rows))} "
-                              f"{'--calibration-data' if static_from_calibration else 'check'} texts), FFN outlier "
-                              "channels split off, Add & Norm fp32; "
-                              "int8 row-wise word embeddings",
+                              f"{'--calibration-data' if static_from_calibration else 'check'} texts)"
+                              f"{split_note}, Add & Norm fp32; int8 row-wise word embeddings",
                "int8-qat": "PT2E XNNPACKQuantizer static per-channel int8 after quantization-aware distillation "
                            "from the fp32 model" + (f" ({qad_summary['steps']} steps on {qad_summary['rows']} "
                                                      "texts)" if qad_summary else "")
-                           + ", FFN outlier channels split off, Add & Norm fp32; int8 row-wise word embeddings"}
+                           + f"{split_note}, Add & Norm fp32; int8 row-wise word embeddings"}
     details = {"params": sum(p.numel() for p in wrapper.parameters()), "runtime": "executorch", "input_dtype": "int64", "recipe": recipes[quantization],
                "delegate": "XnnpackPartitioner",
                "ops_outside_delegate": dict(sorted(outside.items())),
@@ -254,6 +263,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                "signatures": [{"name": n, "seq_len": length} for n, length in method_names(policy)],
                **({"quantization_aware_distillation": qad_summary} if qad_summary else {}),
                **({"weight_rounding": rounding} if rounding else {}),
-               **({"ffn_outlier_split": ffn_split} if ffn_split is not None else {})}
+               **({"ffn_outlier_split": ffn_split} if ffn_split is not None else {}),
+               **({"calibration": {"rows": len(static_rows)}} if static_from_calibration else {})}
     return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

@@ -88,7 +88,8 @@ def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts:
     Args:
         quantization: the scheme asked for ("int8-static" and "int8-qat" are checked).
         policy: the artifact's sequence-length policy.
-        n_texts: how many check texts there are (they calibrate int8-static).
+        n_texts: how many texts int8-static can calibrate on (--calibration-data's, or the
+            check texts when a Python caller gives none).
         calibration_size: how many of them int8-static calibrates on.
         has_qad_texts: whether int8-qat has training texts.
         qad: int8-qat's settings.
@@ -101,7 +102,7 @@ def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts:
             raise ExportError(f"--calibration-size {calibration_size} must be at least 1")
         if n_texts < calibration_size:
             raise ExportError(f"int8-static calibrates on {calibration_size} texts but only {n_texts} were given; pass "
-                              "a larger --data file (or a larger --max-examples) or a smaller --calibration-size")
+                              "a larger --calibration-data file (the training split) or a smaller --calibration-size")
     if quantization == "int8-qat":
         if policy.kind != "dynamic":
             raise ExportError(f"int8-qat needs the dynamic sequence length (ExecuTorch's default), not {policy.kind}: "
@@ -785,12 +786,11 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         threshold: minimum label agreement.
         make_zip: also zip each bundle.
         on_result: called with each BundleResult as soon as it exists (to print a line).
-        calibration_size: texts of `data` that calibrate int8-static; texts of `calibration_data`
-            that calibrate int16x8 and GPTQ.
+        calibration_size: texts of `calibration_data` that calibrate int8-static, int16x8 and GPTQ.
         qad_data: int8-qat's training file (its texts; labels are not read).
         qad_steps: int8-qat's training steps (default QadSettings' steps).
         calibration_data: a task file other than `data` (the training split) whose texts
-            calibrate int16x8's activation ranges and GPTQ (labels are not read).
+            calibrate int8-static's and int16x8's activation ranges and GPTQ (labels are not read).
         weight_rounding: "nearest", or "gptq" for every (format, quantization) with per-channel
             int8 weights (FormatSpec.gptq); bundles so rounded are named ...-<quant>-gptq-...
 

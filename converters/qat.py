@@ -29,7 +29,8 @@ Why the FFN output linear is split by channels (split_ffn_outliers): its input i
 output, where one or two channels per layer reach 12-22 at [CLS] while every other channel stays
 under ~6, so one per-tensor range is 2-4x too coarse for all the rest. The outlier channels are
 moved to the front of the FFN (the same function: GELU is elementwise) and multiplied by their
-own small linear with its own static range; both linears and the add stay int8.
+own small linear with its own static range; both linears stay int8 (their sum feeds the residual
+add, so it stays fp32 with it, see above).
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
         ExportError: no calibration input, or a non-finite activation in it.
     """
     if not calibration:
-        raise ExportError("the FFN outlier split needs calibration texts; pass real texts with --data")
+        raise ExportError("the FFN outlier split needs calibration texts; pass the training split with "
+                          "--calibration-data (int8-static) or --qad-data (int8-qat)")
     pairs = _ffn_pairs(module)
     amax: dict[str, torch.Tensor] = {}
 
@@ -170,14 +172,22 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
     finally:
         for h in hooks:
             h.remove()
+    with torch.no_grad():
+        before = module(*calibration[0])
     records = []
     for name, inter, out in pairs:
+        if name not in amax:
+            raise ExportError(f"{name}'s FFN did not run on the calibration texts; this model's layers are not "
+                              "the BERT form the outlier split expects")
         m = amax[name]
         if not torch.isfinite(m).all():
             raise ExportError(f"non-finite FFN activation in {name} on the calibration texts; check the model")
-        threshold = ratio * torch.quantile(m, 0.99)
         top = m.topk(min(max_channels, m.numel() - 1))
-        outliers = top.indices[top.values > threshold]
+        # the percentile of the channels that are not candidates, so narrow FFNs' outliers do not raise it
+        rest_of = torch.ones_like(m, dtype=torch.bool)
+        rest_of[top.indices] = False
+        threshold = ratio * torch.quantile(m[rest_of], 0.99)
+        outliers = top.indices[top.values > threshold] if threshold > 0 else top.indices[:0]
         k = int(outliers.numel())
         keep = torch.ones_like(m, dtype=torch.bool)
         keep[outliers] = False
@@ -194,6 +204,11 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
             out.weight.copy_(out.weight[:, order])
         owner = getattr(module.get_submodule(name) if name else module, "output")
         owner.dense = ChannelSplitLinear(out, k)
+    with torch.no_grad():
+        after = module(*calibration[0])
+    if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
+        raise ExportError(f"the FFN outlier split changed the fp32 outputs by {float((after - before).abs().max()):.3g}; "
+                          "this model's feed-forward blocks are not the BERT form (dense, GELU, dense) it expects")
     return records
 
 

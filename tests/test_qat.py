@@ -1,7 +1,8 @@
 """Quantization-aware distillation (int8-qat) through the real PT2E quantizer, the real
 ExecuTorch exporter and ExecuTorch's Python runtime, on a tiny classifier built here: the
-training lowers its loss and repeats exactly, LayerNorm stays out of the static ranges, the .pte
-runs what PyTorch ran, and bad requests are refused with nothing written."""
+training repeats exactly and stays near post-training int8, LayerNorm and Add & Norm stay out of
+the static ranges, the FFN outlier split keeps the fp32 function and tightens static int8, the
+.pte runs what PyTorch ran, and bad requests are refused with nothing written."""
 
 import copy
 
@@ -162,7 +163,7 @@ def test_ffn_outlier_split_refuses_no_calibration(tiny_classifier):
 def test_qad_stays_near_post_training_static_int8_and_repeats_exactly(tiny_classifier):
     """Since the FFN outlier split and Add & Norm in fp32, post-training static int8 tracks fp32
     well, and QAD (moving-average ranges, frozen halfway) no longer beats it: on this tiny model its
-    error is ~1.4x PTQ's, on the demo student it agrees on 99.04 % against PTQ's 99.20 %
+    error is ~1.4x PTQ's, on the demo student it agrees on 99.04 % against PTQ's 99.44 %
     (BENCHMARKS.md). The claim left: QAD repeats exactly and stays in PTQ's neighbourhood (a
     too-high learning rate, 1e-4, drifts to ~14x, and this test catches that)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -193,6 +194,7 @@ def test_qad_stays_near_post_training_static_int8_and_repeats_exactly(tiny_class
             return sum(float((m(*x) - wrapper(*x)).abs().mean()) for x in held_out) / len(held_out)
 
         assert all(torch.equal(a(*x), b(*x)) for x in held_out)
+        assert not all(torch.equal(a(*x), ptq(*x)) for x in held_out), "QAD changed nothing"
         assert 0 < error(a) < 2.0 * error(ptq), (error(a), error(ptq))
 
 
@@ -370,12 +372,27 @@ def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outli
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{'neg' if i % 2 else 'pos'}\n" for i, t in enumerate(TEXTS)))
     train = tmp_path / "train.tsv"
     train.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in TRAIN))
-    [b] = export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8-static"],
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    planted = tmp_path / "planted"
+    shutil.copytree(tiny_classifier, planted)
+    model = AutoModelForSequenceClassification.from_pretrained(planted)
+    with torch.no_grad():  # FFN channel 5 of layer 1 outputs ~40 after GELU, like a trained BERT's [CLS] outlier
+        ffn = model.bert.encoder.layer[1]
+        ffn.intermediate.dense.weight[5].zero_()
+        ffn.intermediate.dense.bias[5] = 40.0
+        ffn.output.dense.weight[:, 5] *= 0.05
+    model.save_pretrained(planted)
+    [b] = export_bundles(planted, tmp_path / "b", formats=["executorch"], quantizations=["int8-static"],
                          policy=SeqLenPolicy.make(48, dynamic=True), data=data, calibration_data=train,
                          calibration_size=64)
     q = load_bundle(b.path, allow_failed=True).metadata["quantization"]
     assert "64 --calibration-data texts" in q["recipe"] and "Add & Norm fp32" in q["recipe"], q["recipe"]
-    assert [r["layer"].rsplit(".", 1)[-1] for r in q["ffn_outlier_split"]] == ["0", "1"]
-    for r in q["ffn_outlier_split"]:  # every split channel stands out of the rest by the exporter's rule
-        assert all(m > r["rest_max"] for m in r["channel_max"]), r
+    assert "split off in 1 of 2 layers" in q["recipe"], q["recipe"]
+    assert q["calibration"] == {"data": str(train), "rows": 64}
+    split = {r["layer"].rsplit(".", 1)[-1]: r for r in q["ffn_outlier_split"]}
+    assert split["1"]["channels"] == [5] and split["1"]["channel_max"][0] > split["1"]["rest_max"], split
+    assert split["0"]["channels"] == []
     assert b.validation.label_agreement is not None

@@ -88,7 +88,7 @@ VARIANTS = {
     "linears only, FFN output left fp32": lambda n: _is_linear(n) and not _is_ffn_output(n),
     "every op but LayerNorm (what int8-static exported from the fourth to the fifteenth sitting)": lambda n: not _is_layer_norm(n),
     # what the 2 to 3 points between "linears only" and "every op but LayerNorm" are made of
-    "every op but LayerNorm and the residual adds (what int8-static exports now)":
+    "every op but LayerNorm and the residual adds (what int8-static exports now, with --split-outliers)":
         lambda n: not _is_layer_norm(n) and not _is_add_and_norm(n),
     "every op but LayerNorm and the attention matmuls": lambda n: not _is_layer_norm(n) and not _is_attention_matmul(n),
     "every op but LayerNorm and the muls": lambda n: not _is_layer_norm(n) and "mul" not in str(n.target),
@@ -226,11 +226,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
     if split_outliers:
         from tinybert_edge.converters.qat import split_ffn_outliers
 
-        split_ffn_outliers(wrapper, inputs[rows:rows + calibration])
-        with torch.no_grad():  # the split is the same function in fp32
-            after = torch.cat([wrapper(*x) for x in inputs[:rows]])
-        if not torch.allclose(after, reference, atol=1e-4):
-            raise RuntimeError(f"the channel split changed the fp32 logits by {float((after - reference).abs().max())}")
+        split_ffn_outliers(wrapper, inputs[rows:rows + calibration])  # checks the fp32 function is kept
     exported = torch.export.export(wrapper, inputs[0])
     results = []
     for name, keep in variants.items():
