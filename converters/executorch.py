@@ -79,11 +79,6 @@ def _word_embeddings_owner(model: nn.Module):
     raise ExportError("could not find the word-embedding module to quantize")
 
 
-def _unpadded(ids: list[int], types: list[int]) -> tuple:
-    x = torch.tensor([ids], dtype=torch.long)
-    return x, torch.ones_like(x), torch.tensor([types], dtype=torch.long)
-
-
 def _export(module: nn.Module, sample: tuple, dynamic: bool, max_len: int):
     if not dynamic:
         return torch.export.export(module, sample)
@@ -205,7 +200,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             qad_sample = calibration_sample(qad_texts, qad_text_pairs, min(calibration_size, len(qad_texts)),
                                             "int8-qat's FFN outlier split")
             split_rows = tokenize(tok, *qad_sample, policy.max_len)
-        ffn_split = split_ffn_outliers(module, [_unpadded(ids, types) for ids, types in split_rows])
+        ffn_split = split_ffn_outliers(module, [tuple(torch.from_numpy(a) for a in
+                                                      pad_row(ids, types, len(ids), tok.pad_token_id))
+                                                for ids, types in split_rows])
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,

@@ -119,15 +119,48 @@ class ChannelSplitLinear(nn.Module):
         return self.rest(x[..., self.k:]) + self.outliers(x[..., :self.k])
 
 
-def _ffn_pairs(model: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
-    """(layer name, FFN input linear, FFN output linear) of each BERT-style Transformer layer."""
+def _ffn_pairs(model: nn.Module) -> list[tuple[str, nn.Module, nn.Linear, nn.Linear]]:
+    """(layer name, layer, FFN input linear, FFN output linear) of each BERT-style Transformer layer."""
     pairs = []
     for name, m in model.named_modules():
         inter = getattr(getattr(m, "intermediate", None), "dense", None)
         out = getattr(getattr(m, "output", None), "dense", None)
         if isinstance(inter, nn.Linear) and isinstance(out, nn.Linear) and inter.out_features == out.in_features:
-            pairs.append((name, inter, out))
+            pairs.append((name, m, inter, out))
     return pairs
+
+
+def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], calibration: list[tuple]):
+    """max |x| per input channel (last dimension) of each module's first input over `calibration`.
+
+    Args:
+        model: runs each calibration tuple (`model(*x)`).
+        modules: (name, module) pairs inside `model` whose inputs are measured.
+        calibration: model inputs.
+
+    Returns:
+        (name -> per-channel max for every module that ran, model(*calibration[0]) in no-grad).
+    """
+    amax: dict[str, torch.Tensor] = {}
+
+    def recorder(name):
+        def hook(_module, args):
+            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            amax[name] = torch.maximum(amax[name], x) if name in amax else x
+        return hook
+
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in modules]
+    first = None
+    try:
+        with torch.no_grad():
+            for i, x in enumerate(calibration):
+                y = model(*x)
+                if i == 0:
+                    first = y
+    finally:
+        for h in hooks:
+            h.remove()
+    return amax, first
 
 
 def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float = OUTLIER_RATIO,
@@ -156,26 +189,9 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
         raise ExportError("the FFN outlier split needs calibration texts; pass the training split with "
                           "--calibration-data (int8-static) or --qad-data (int8-qat)")
     pairs = _ffn_pairs(module)
-    amax: dict[str, torch.Tensor] = {}
-
-    def recorder(name):
-        def hook(_module, args):
-            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
-            amax[name] = torch.maximum(amax[name], x) if name in amax else x
-        return hook
-
-    hooks = [out.register_forward_pre_hook(recorder(name)) for name, _, out in pairs]
-    try:
-        with torch.no_grad():
-            for x in calibration:
-                module(*x)
-    finally:
-        for h in hooks:
-            h.remove()
-    with torch.no_grad():
-        before = module(*calibration[0])
+    amax, before = input_channel_max(module, [(name, out) for name, _, _, out in pairs], calibration)
     records = []
-    for name, inter, out in pairs:
+    for name, block, inter, out in pairs:
         if name not in amax:
             raise ExportError(f"{name}'s FFN did not run on the calibration texts; this model's layers are not "
                               "the BERT form the outlier split expects")
@@ -202,8 +218,7 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
             if inter.bias is not None:
                 inter.bias.copy_(inter.bias[order])
             out.weight.copy_(out.weight[:, order])
-        owner = getattr(module.get_submodule(name) if name else module, "output")
-        owner.dense = ChannelSplitLinear(out, k)
+        block.output.dense = ChannelSplitLinear(out, k)
     with torch.no_grad():
         after = module(*calibration[0])
     if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):

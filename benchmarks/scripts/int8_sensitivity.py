@@ -157,21 +157,10 @@ def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: floa
     Returns:
         `model`, whose fp32 outputs are unchanged up to rounding.
     """
+    from tinybert_edge.converters.qat import input_channel_max
+
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    amax: dict[str, torch.Tensor] = {}
-
-    def recorder(name):
-        def hook(_module, args):
-            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
-            amax[name] = torch.maximum(amax[name], x) if name in amax else x
-        return hook
-
-    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in linears]
-    with torch.no_grad():
-        for x in calibration:
-            model(*x)
-    for h in hooks:
-        h.remove()
+    amax, _ = input_channel_max(model, linears, calibration)
     modules = dict(model.named_modules())
     for name, m in linears:
         w = m.weight.detach().abs().amax(0).clamp(min=1e-5)
