@@ -396,3 +396,16 @@ def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outli
     assert split["1"]["channels"] == [5] and split["1"]["channel_max"][0] > split["1"]["rest_max"], split
     assert split["0"]["channels"] == []
     assert b.validation.label_agreement is not None
+
+
+def test_int8_static_refuses_a_bucket_no_calibration_text_fits(tiny_classifier, tmp_path):
+    """Every calibration text is longer than the 16-token bucket: int8-static must not fall back to
+    a validation text for that bucket's ranges; one error names the bucket and the fix, and no
+    .pte is written."""
+    long_texts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(30)) for i in range(8)]
+    out = tmp_path / "x.pte"
+    with pytest.raises(ExportError, match="no calibration text fits the 16-token signature seq16.*--calibration-data"):
+        get_format("executorch").export(tiny_classifier, out, quantization="int8-static",
+                                        policy=SeqLenPolicy.make(48, buckets=[16, 48]), texts=TEXTS,
+                                        calibration_texts=long_texts, calibration_size=8)
+    assert not out.exists()
