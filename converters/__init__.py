@@ -107,9 +107,11 @@ FORMATS: dict[str, FormatSpec] = {
     "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static", "int8-qat"), ("fixed", "dynamic", "buckets"),
                              "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",),
                              calibrated=("int8-static",)),
-    # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; see litert_static.py
-    "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8"), ("fixed", "buckets"), "ai-edge-litert",
-                         _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"), calibrated=("int16x8",)),
+    # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; int8-static: static
+    # int8 activations, LayerNorm and Add & Norm in float (ExecuTorch's rule); see litert_static.py
+    "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8", "int8-static"), ("fixed", "buckets"),
+                         "ai-edge-litert", _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"),
+                         calibrated=("int16x8", "int8-static")),
     # LiteRT with one fixed-length signature: what MediaPipe Tasks' TextClassifier loads as is
     # (int16x8 loads and runs in MediaPipe 1.2.2's TextClassifier: tests/test_int16x8.py)
     "mediapipe": FormatSpec("mediapipe", ".tflite", ("none", "int8", "int16x8"), ("fixed",), "ai-edge-litert",

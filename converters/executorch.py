@@ -44,7 +44,8 @@ from tinybert_edge.files import write_bytes_atomically
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
                      check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
-from .qat import quantization_aware_distill, split_ffn_outliers, static_int8_quantizer
+from .outliers import split_ffn_outliers
+from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
 QUANTIZATIONS = ("none", "int8", "int8-static", "int8-qat")

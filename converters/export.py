@@ -892,7 +892,7 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
             [f"{f} {q} (gptq)" for f, q in gptq]
     if not users:
         if calibration_data is not None:
-            raise ExportError("--calibration-data is read by --quantize int16x8 (LiteRT), int8-static (ExecuTorch) and "
+            raise ExportError("--calibration-data is read by --quantize int16x8 (LiteRT), int8-static (ExecuTorch, LiteRT) and "
                               "--weight-rounding gptq only, and none is asked for; drop --calibration-data or add "
                               "one of them")
         return None, None

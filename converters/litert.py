@@ -16,8 +16,10 @@ ours; MediaPipe refuses files with several subgraphs, so a bucketed .tflite is f
 app's LiteRT engine.
 
 Full-integer: "int16x8" (int16 activations, int8 weights, for NPU delegates; litert_static.py)
-is calibrated on real texts other than the validation texts. Static int8 activations are not
-offered (2-8 points of agreement lost, BENCHMARKS.md). Weight rounding "gptq" (gptq.py) rounds
+is calibrated on real texts other than the validation texts. "int8-static" (static int8
+activations and weights for every linear; LayerNorm, the Add & Norm adds, the attention matmuls,
+softmax and GELU in float; the FFN outlier channels split off: ExecuTorch's int8-static rule) is
+calibrated the same way. Weight rounding "gptq" (gptq.py) rounds
 the int8 weights of "int8" and "int16x8" to minimise each linear's output error on calibration
 texts instead of to the nearest step; the artifact is still held against the unrounded model.
 """
@@ -37,17 +39,23 @@ from tinybert_edge.files import write_bytes_atomically
 from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
                      gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
-from .litert_static import (INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature, prepare_layer_norms,
-                            quantize_int16x8)
+from .litert_static import (INT8_STATIC, INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature,
+                            prepare_layer_norms, quantize_static)
+from .outliers import split_ffn_outliers
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
-QUANTIZATIONS = ("none", "int8", INT16X8)
+QUANTIZATIONS = ("none", "int8", INT16X8, INT8_STATIC)
+STATIC = (INT16X8, INT8_STATIC)  # calibrated on --calibration-data, padding masked by MASK_BIAS
 RECIPES = {"none": "fp32",
            "int8": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, float activations)",
            INT16X8: f"ai-edge-quantizer static 16x8: int16 activations, int8 per-channel weights, every op the "
                     f"quantizer takes; embedding gathers int8 weights with float output; outputs dequantized to float32; "
-                    f"padding masked by a -{MASK_BIAS:g} bias"}
+                    f"padding masked by a -{MASK_BIAS:g} bias",
+           INT8_STATIC: f"ai-edge-quantizer static int8: int8 activations and per-channel weights for every linear; "
+                        f"LayerNorm, Add & Norm, attention matmuls, softmax and GELU in float (ExecuTorch's "
+                        f"int8-static rule); FFN outlier channels split off; embedding gathers int8 weights with "
+                        f"float output; padding masked by a -{MASK_BIAS:g} bias"}
 
 
 def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: str = "none",
@@ -62,8 +70,11 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     Args:
         model_dir: HF sequence-classifier directory (e.g. a distilled student).
         out_path: the .tflite file to write (atomically: temp file, then rename).
-        quantization: "none" (fp32), "int8" (dynamic range, embeddings included) or "int16x8"
-            (full-integer, int16 activations calibrated on `calibration_texts`; litert_static.py).
+        quantization: "none" (fp32), "int8" (dynamic range, embeddings included), "int16x8"
+            (full-integer, int16 activations calibrated on `calibration_texts`; litert_static.py) or
+            "int8-static" (static int8 activations calibrated on `calibration_texts` for every
+            linear, what ExecuTorch's int8-static computes in fp32 in float, the FFN outlier channels
+            split off on the same texts; litert_static.py).
         policy: sequence-length policy (default fixed 128; "dynamic" is refused, see module doc).
         texts: inputs for the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
@@ -72,10 +83,10 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         keep_mask: mask padding after the softmax (keep_mask_attention) instead of adding a
             -3.4e38 bias to the scores: the graph static quantization needs (same outputs).
         calibration_texts, calibration_text_pairs: real texts (not the validation texts) that
-            calibrate int16x8's activation ranges and GPTQ's Hessians; `calibration_size` of them
+            calibrate int16x8's and int8-static's activation ranges and GPTQ's Hessians; `calibration_size` of them
             are used (a seeded sample when there are more).
         weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
-        calibration_ranges: int16x8's range rule, "minmax" or "ema" (litert_static.quantize_int16x8).
+        calibration_ranges: int16x8's and int8-static's range rule, "minmax" or "ema" (litert_static.quantize_int16x8).
         layer_norm_rewrite: int16x8 only: split each LayerNorm's variance and rsqrt for int16
             (litert_static.prepare_layer_norms; the same function in float). False: the plain
             LayerNorm, for comparison.
@@ -85,7 +96,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
 
     Raises:
         ExportError: unknown quantization, bad policy, missing runtime, a failed conversion, or
-            int16x8/gptq with fewer calibration texts than `calibration_size`.
+            int16x8/int8-static/gptq with fewer calibration texts than `calibration_size`.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
@@ -99,20 +110,21 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
     check_ranges(calibration_ranges)  # before the conversion, not after it
-    if keep_mask and quantization == INT16X8:
-        raise ExportError("int16x8 masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
+    if keep_mask and quantization in STATIC:
+        raise ExportError(f"{quantization} masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
                           "keep_mask is for the probes' keep-mask graph, not this one")
-    calibrating = quantization == INT16X8 or weight_rounding == "gptq"
+    calibrating = quantization in STATIC or weight_rounding == "gptq"
     if calibrating:
         calibration_texts, calibration_text_pairs = calibration_sample(
             calibration_texts, calibration_text_pairs, calibration_size,
-            "int16x8's activation ranges" if quantization == INT16X8 else "GPTQ")
+            f"{quantization}'s activation ranges" if quantization in STATIC else "GPTQ")
     out_path = Path(out_path)
     # int16x8: LayerNorm as MEAN/SUB/MUL/RSQRT (LayerNorm4d), which the quantizer all takes at
-    # int16 (torch's layer_norm converts to a SQUARED_DIFFERENCE it leaves in float)
+    # int16 (torch's layer_norm converts to a SQUARED_DIFFERENCE it leaves in float); int8-static:
+    # the same form, so its ops are found by name and left in float
     wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask,
-                                           xnnpack=quantization == INT16X8,
-                                           mask_bias=MASK_BIAS if quantization == INT16X8 else None)
+                                           xnnpack=quantization in STATIC,
+                                           mask_bias=MASK_BIAS if quantization in STATIC else None)
     # the artifact is held against the model as the user has it: -3.4e38 mask, weights unrounded
     reference_wrapper = load_for_export(model_dir, probabilities=True)[0] if calibrating else wrapper
     policy.check(config.max_position_embeddings)
@@ -125,7 +137,13 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     # every calibration row, fitted to each signature's length, calibrates that signature
     calibration_feeds = {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
                                 for row in calibration_rows]
-                         for name, length in signature_names(policy)} if quantization == INT16X8 else {}
+                         for name, length in signature_names(policy)} if quantization in STATIC else {}
+    if quantization == INT8_STATIC:
+        # each text at its own length: padding's GELU outputs would count as channel maxima
+        # the activation form: LiteRT's GELU runs at int8, so each part needs its own GELU output
+        details["ffn_outlier_split"] = split_ffn_outliers(
+            wrapper, [tuple(torch.from_numpy(a) for a in pad_row(ids, types, len(ids), tok.pad_token_id))
+                      for ids, types in calibration_rows], form="activation")
     layer_norms = {}
     if quantization == INT16X8 and layer_norm_rewrite:
         # on the rounded weights, which are what the artifact computes with
@@ -153,10 +171,10 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                 data = staged.read_bytes()
     except ExportError as e:
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
-    if quantization == INT16X8:
-        data = quantize_int16x8(data, calibration_feeds, calibration_ranges)
+    if quantization in STATIC:
+        data = quantize_static(data, calibration_feeds, calibration_ranges, quantization)
         details["calibration"] = {"rows": len(calibration_rows), "ranges": calibration_ranges,
-                                  "layer_norms": layer_norms}
+                                  **({"layer_norms": layer_norms} if quantization == INT16X8 else {})}
         details["ops_in_float"] = {sig: kinds.get("float32", {}) for sig, kinds in op_dtypes_by_signature(data).items()}
     labels = [config.id2label[i] for i in range(len(config.id2label))]
     vocab = "".join(t + "\n" for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]))

@@ -25,12 +25,8 @@ Its output goes straight into the fp32 LayerNorm, so keeping it in fp32 costs no
 same reason (the split FFN output's two halves: summed in int8 they would share the outlier range
 again). The linears' outputs themselves stay int8.
 
-Why the FFN output linear is split by channels (split_ffn_outliers): its input is the GELU
-output, where one or two channels per layer reach 12-22 at [CLS] while every other channel stays
-under ~6, so one per-tensor range is 2-4x too coarse for all the rest. The outlier channels are
-moved to the front of the FFN (the same function: GELU is elementwise) and multiplied by their
-own small linear with its own static range; both linears stay int8 (their sum feeds the residual
-add, so it stays fp32 with it, see above).
+Why the FFN output linear is split by channels: see outliers.py (split_ffn_outliers); the split
+linear's two halves are summed in fp32 with the residual add (above).
 """
 
 from __future__ import annotations
@@ -88,143 +84,6 @@ def static_int8_quantizer(qat: bool) -> xq.XNNPACKQuantizer:
         xq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False, is_qat=qat))
     q.set_filter_function(lambda node: not is_layer_norm(node) and not is_add_and_norm(node))
     return q
-
-
-# A channel is an outlier when its calibrated max |GELU output| exceeds this many times the 99th
-# percentile of all the layer's channel maxima (demo student: 12-22 against ~4.3; the next channel
-# is ~6, so 2x separates them), at most MAX_OUTLIER_CHANNELS per layer.
-OUTLIER_RATIO = 2.0
-MAX_OUTLIER_CHANNELS = 8
-
-
-class ChannelSplitLinear(nn.Module):
-    """y = W[:, :k] x[..., :k] + W[:, k:] x[..., k:] + b: the same function as the wrapped linear,
-    as two linears on two contiguous slices of the input, so a static quantizer gives the first k
-    input channels (the outliers, moved there by split_ffn_outliers) their own int8 range."""
-
-    def __init__(self, linear: nn.Linear, k: int):
-        super().__init__()
-        if not 0 < k < linear.in_features:
-            raise ValueError(f"split at {k} of {linear.in_features} input channels")
-        self.k = k
-        self.outliers = nn.Linear(k, linear.out_features, bias=False)
-        self.rest = nn.Linear(linear.in_features - k, linear.out_features, bias=linear.bias is not None)
-        with torch.no_grad():
-            self.outliers.weight.copy_(linear.weight[:, :k])
-            self.rest.weight.copy_(linear.weight[:, k:])
-            if linear.bias is not None:
-                self.rest.bias.copy_(linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rest(x[..., self.k:]) + self.outliers(x[..., :self.k])
-
-
-def _ffn_pairs(model: nn.Module) -> list[tuple[str, nn.Module, nn.Linear, nn.Linear]]:
-    """(layer name, layer, FFN input linear, FFN output linear) of each BERT-style Transformer layer."""
-    pairs = []
-    for name, m in model.named_modules():
-        inter = getattr(getattr(m, "intermediate", None), "dense", None)
-        out = getattr(getattr(m, "output", None), "dense", None)
-        if isinstance(inter, nn.Linear) and isinstance(out, nn.Linear) and inter.out_features == out.in_features:
-            pairs.append((name, m, inter, out))
-    return pairs
-
-
-def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], calibration: list[tuple]):
-    """max |x| per input channel (last dimension) of each module's first input over `calibration`.
-
-    Args:
-        model: runs each calibration tuple (`model(*x)`).
-        modules: (name, module) pairs inside `model` whose inputs are measured.
-        calibration: model inputs.
-
-    Returns:
-        (name -> per-channel max for every module that ran, model(*calibration[0]) in no-grad).
-    """
-    amax: dict[str, torch.Tensor] = {}
-
-    def recorder(name):
-        def hook(_module, args):
-            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
-            amax[name] = torch.maximum(amax[name], x) if name in amax else x
-        return hook
-
-    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in modules]
-    first = None
-    try:
-        with torch.no_grad():
-            for i, x in enumerate(calibration):
-                y = model(*x)
-                if i == 0:
-                    first = y
-    finally:
-        for h in hooks:
-            h.remove()
-    return amax, first
-
-
-def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float = OUTLIER_RATIO,
-                       max_channels: int = MAX_OUTLIER_CHANNELS) -> list[dict]:
-    """Give each Transformer layer's outlier FFN channels their own static int8 range, in place.
-
-    Measures max |x| per input channel of every FFN output linear on `calibration`; channels over
-    `ratio` x the 99th percentile of those maxima move to the front of the FFN input linear's
-    outputs and the FFN output linear's inputs (GELU is elementwise, so the function is unchanged),
-    and the FFN output linear becomes a ChannelSplitLinear. A layer without outliers is left alone.
-
-    Args:
-        module: the exportable classifier (its forward takes each calibration tuple).
-        calibration: model inputs (real texts) that measure the channel ranges.
-        ratio: how far over the 99th-percentile channel max an outlier channel is.
-        max_channels: at most this many outlier channels per layer (the largest ones).
-
-    Returns:
-        One record per Transformer layer: name, outlier channels (original indices), their
-        calibrated max, and the largest remaining channel max.
-
-    Raises:
-        ExportError: no calibration input, or a non-finite activation in it.
-    """
-    if not calibration:
-        raise ExportError("the FFN outlier split needs calibration texts; pass the training split with "
-                          "--calibration-data (int8-static) or --qad-data (int8-qat)")
-    pairs = _ffn_pairs(module)
-    amax, before = input_channel_max(module, [(name, out) for name, _, _, out in pairs], calibration)
-    records = []
-    for name, block, inter, out in pairs:
-        if name not in amax:
-            raise ExportError(f"{name}'s FFN did not run on the calibration texts; this model's layers are not "
-                              "the BERT form the outlier split expects")
-        m = amax[name]
-        if not torch.isfinite(m).all():
-            raise ExportError(f"non-finite FFN activation in {name} on the calibration texts; check the model")
-        top = m.topk(min(max_channels, m.numel() - 1))
-        # the percentile of the channels that are not candidates, so narrow FFNs' outliers do not raise it
-        rest_of = torch.ones_like(m, dtype=torch.bool)
-        rest_of[top.indices] = False
-        threshold = ratio * torch.quantile(m[rest_of], 0.99)
-        outliers = top.indices[top.values > threshold] if threshold > 0 else top.indices[:0]
-        k = int(outliers.numel())
-        keep = torch.ones_like(m, dtype=torch.bool)
-        keep[outliers] = False
-        records.append({"layer": name, "channels": outliers.tolist(),
-                        "channel_max": [round(float(v), 3) for v in m[outliers]],
-                        "rest_max": round(float(m[keep].max()), 3)})
-        if k == 0:
-            continue
-        order = torch.cat([outliers, keep.nonzero().flatten()])
-        with torch.no_grad():
-            inter.weight.copy_(inter.weight[order])
-            if inter.bias is not None:
-                inter.bias.copy_(inter.bias[order])
-            out.weight.copy_(out.weight[:, order])
-        block.output.dense = ChannelSplitLinear(out, k)
-    with torch.no_grad():
-        after = module(*calibration[0])
-    if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
-        raise ExportError(f"the FFN outlier split changed the fp32 outputs by {float((after - before).abs().max()):.3g}; "
-                          "this model's feed-forward blocks are not the BERT form (dense, GELU, dense) it expects")
-    return records
 
 
 def length_batches(rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int) -> list[tuple]:

@@ -246,7 +246,7 @@ def test_int16_layer_norm_follows_the_float_one_only_with_both_rewrites(tmp_path
     from ai_edge_litert.interpreter import Interpreter
 
     from tinybert_edge.converters.export import LayerNorm4d
-    from tinybert_edge.converters.litert_static import quantize_int16x8, rsqrt_cuts
+    from tinybert_edge.converters.litert_static import quantize_static, rsqrt_cuts
 
     hidden, tokens = 64, 16
     gen = torch.Generator().manual_seed(0)
@@ -267,7 +267,7 @@ def test_int16_layer_norm_follows_the_float_one_only_with_both_rewrites(tmp_path
         path = tmp_path / f"ln-{use_variance}-{use_rsqrt}.tflite"
         litert_torch.convert(norm, (calibration[0],)).export(str(path))
         signature = next(iter(Interpreter(model_path=str(path)).get_signature_list()))
-        model = quantize_int16x8(path.read_bytes(), {signature: [{"args_0": r.numpy()} for r in calibration]})
+        model = quantize_static(path.read_bytes(), {signature: [{"args_0": r.numpy()} for r in calibration]})
         runner = Interpreter(model_content=model).get_signature_runner(signature)
         (inp,) = runner.get_input_details().values()
         scale, zero = inp["quantization"]

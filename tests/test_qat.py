@@ -116,8 +116,8 @@ def _plant_ffn_outlier(model_dir, layer: int, channel: int, size: float):
 def test_ffn_outlier_split_keeps_the_fp32_function_and_tracks_it_closer_in_static_int8(tiny_classifier):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from tinybert_edge.converters.qat import (ChannelSplitLinear, length_batches, split_ffn_outliers,
-                                              static_int8_quantizer)
+    from tinybert_edge.converters.outliers import ChannelSplitLinear, split_ffn_outliers
+    from tinybert_edge.converters.qat import length_batches, static_int8_quantizer
     from tinybert_edge.converters.runtime import tokenize
 
     wrapper, tok = _plant_ffn_outlier(tiny_classifier, layer=1, channel=5, size=40.0)
@@ -153,7 +153,7 @@ def test_ffn_outlier_split_keeps_the_fp32_function_and_tracks_it_closer_in_stati
 
 
 def test_ffn_outlier_split_refuses_no_calibration(tiny_classifier):
-    from tinybert_edge.converters.qat import split_ffn_outliers
+    from tinybert_edge.converters.outliers import split_ffn_outliers
 
     wrapper, _ = _rows(tiny_classifier, TEXTS[:1])
     with pytest.raises(ExportError, match="calibration texts"):

@@ -157,7 +157,7 @@ def smooth_linears(model: torch.nn.Module, calibration: list[tuple], alpha: floa
     Returns:
         `model`, whose fp32 outputs are unchanged up to rounding.
     """
-    from tinybert_edge.converters.qat import input_channel_max
+    from tinybert_edge.converters.outliers import input_channel_max
 
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     amax, _ = input_channel_max(model, linears, calibration)
@@ -180,7 +180,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
             (smooth_linears) with this alpha, calibrated on the calibration rows; None: no smoothing.
         split_cls: give the FFN output linears' [CLS] row its own static range (ClsSplitLinear).
         split_outliers: first split each FFN output linear's outlier input channels off into their
-            own linear (converters.qat.split_ffn_outliers, what int8-static exports), found on the
+            own linear (converters.outliers.split_ffn_outliers, what int8-static exports), found on the
             calibration rows.
         only: run only the variants whose name contains one of these strings (None: all).
 
@@ -213,7 +213,7 @@ def measure(model: Path, data: Path, seq_len: int, rows: int, calibration: int,
     if split_cls:
         split_cls_ffn_outputs(wrapper)
     if split_outliers:
-        from tinybert_edge.converters.qat import split_ffn_outliers
+        from tinybert_edge.converters.outliers import split_ffn_outliers
 
         split_ffn_outliers(wrapper, inputs[rows:rows + calibration])  # checks the fp32 function is kept
     exported = torch.export.export(wrapper, inputs[0])

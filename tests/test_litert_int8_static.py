@@ -1,0 +1,308 @@
+"""`export --format tflite --quantize int8-static` (static int8 LiteRT: int8 activations and
+weights, LayerNorm and the Add & Norm adds in float, the FFN outlier channels split off), through
+the real litert-torch converter, the real ai-edge-quantizer and the real ai-edge-litert runtime,
+on a tiny 5-class classifier with one planted FFN outlier channel (what trained BERTs have at
+[CLS]) and data unlike Rotten Tomatoes: five labels and a first row longer than every bucket."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model_dir, sentences, write_tsv
+from tinybert_edge.cli import main
+
+pytestmark = pytest.mark.slow
+
+LABELS = ("anger", "fear", "joy", "love", "sadness")
+
+
+def _rows(n: int, seed: int, long_first: bool = False) -> list[tuple[str, str]]:
+    rows = [(text, LABELS[i % len(LABELS)]) for i, (text, _) in enumerate(sentences(n, seed=seed))]
+    if long_first:  # 90 words: longer than every bucket, cut to the last one
+        rows[0] = (" ".join(["brilliant awful funny"] * 30), rows[0][1])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A 2-layer 5-class classifier whose FFN channel 5 of layer 1 outputs ~40 after GELU (read
+    gently by the next linear), logits scaled to a trained classifier's size."""
+    from transformers import AutoModelForSequenceClassification
+
+    root = tmp_path_factory.mktemp("int8static")
+    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3)
+    model = AutoModelForSequenceClassification.from_pretrained(d)
+    with torch.no_grad():
+        model.classifier.weight.mul_(300.0)
+        ffn = model.bert.encoder.layer[1]
+        # small, not zero: an all-zero weight row gets a zero int8 scale, and its bias no int32 value
+        ffn.intermediate.dense.weight[5].mul_(0.01)
+        ffn.intermediate.dense.bias[5] = 40.0
+        ffn.output.dense.weight[:, 5] *= 0.05
+    model.save_pretrained(d)
+    return {"model": d, "dev": write_tsv(root / "dev.tsv", _rows(40, seed=4, long_first=True)),
+            "train": write_tsv(root / "train.tsv", _rows(80, seed=5))}
+
+
+def test_int8_static_tflite_bundle_is_int8_but_add_and_norm_and_records_the_split(planted, tmp_path):
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.litert_static import op_dtypes_by_signature
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "b"
+    assert main(["export", "--model", str(planted["model"]), "--data", str(planted["dev"]), "--seq-len", "32",
+                 "--format", "tflite", "--quantize", "int8,int8-static", "--buckets", "16,32", "--calibration-data",
+                 str(planted["train"]), "--calibration-size", "24", "--threshold", "0", "--out", str(out)]) == 0
+    bundle = out / "cls5-tflite-int8-static-b16-32"
+    meta = json.loads((bundle / "metadata.json").read_text())
+    q = meta["quantization"]
+    assert meta["status"] == "passed" and q["name"] == "int8-static"
+    assert q["calibration"] == {"data": str(planted["train"]), "rows": 24, "ranges": "minmax"}
+    assert "LayerNorm, Add & Norm, attention matmuls, softmax and GELU in float" in q["recipe"], q["recipe"]
+    split = {r["layer"].rsplit(".", 1)[-1]: r for r in q["ffn_outlier_split"]}
+    assert split["1"]["channels"] == [5] and split["1"]["channel_max"][0] > 30, split
+    assert split["0"]["channels"] == []  # control: the unplanted layer is left alone
+
+    model = (bundle / "model.tflite").read_bytes()
+    by_sig = op_dtypes_by_signature(model)
+    assert set(by_sig) == {"seq16", "seq32"}
+    for kinds in by_sig.values():
+        # every linear (6 per layer, pooler, classifier) runs at int8 with int8 inputs ... The split
+        # (activation form) makes layer 1's FFN input two linears, each with its own GELU (the
+        # outliers' output linear has one input channel and converts to a broadcast MUL), and
+        # slices nothing: the one SLICE is the pooler's [CLS]
+        assert kinds["int8"]["FULLY_CONNECTED"] == 2 * 6 + 2 + 1, kinds
+        assert kinds["int8"]["SLICE"] == 1
+        # ... what ExecuTorch's int8-static computes in fp32 computes in float here too: LayerNorm
+        # (mean, rsqrt), the Add & Norm adds, the attention matmuls, softmax and GELU
+        flt = kinds["float32"]
+        assert flt["RSQRT"] == 1 + 2 * 2 and flt["MEAN"] == 2 * (1 + 2 * 2) and flt["ADD"] > 0, flt
+        assert flt["BATCH_MATMUL"] == 2 * 2 and flt["SOFTMAX"] == 2 + 1 and flt["GELU"] == 2 + 1, flt
+        assert "FULLY_CONNECTED" not in flt and "int16" not in kinds
+
+    # the reported agreement is what the file gives, against the eager model as the user has it
+    interp = Interpreter(model_content=model)
+    wrapper, tok, config = load_for_export(planted["model"], probabilities=True)
+    texts, _, _ = read_validation_data(planted["dev"], config)
+    agree = []
+    for ids, types in tokenize(tok, texts, None, 32):
+        length = 16 if len(ids) <= 16 else 32
+        feed = [a.astype(np.int32) for a in pad_row(ids, types, length, tok.pad_token_id)]
+        (p,) = interp.get_signature_runner(f"seq{length}")(args_0=feed[0], args_1=feed[1], args_2=feed[2]).values()
+        with torch.no_grad():
+            ref = wrapper(*(torch.from_numpy(a.astype(np.int64)) for a in feed))[0].numpy()
+        agree.append(p[0].argmax() == ref.argmax())
+    assert meta["validation"]["label_agreement"] == pytest.approx(float(np.mean(agree)))
+    b = load_bundle(bundle)
+    check = b.self_test()
+    assert check["passed"] and check["cases"] >= 4
+
+    # the static-int8 report times LiteRT bundles at their buckets, against LiteRT's dynamic int8
+    from benchmarks.scripts import static_int8
+
+    report_dir = tmp_path / "report"
+    dynamic = out / "cls5-tflite-int8-b16-32"
+    assert static_int8.main(["--bundle", str(dynamic), "--bundle", str(bundle), "--data", str(planted["dev"]),
+                             "--rows", "8", "--runs", "5", "--out", str(report_dir)]) == 0
+    report = json.loads((report_dir / "static_int8.json").read_text())
+    assert [(r["format"], r["quantization"], r["policy"]) for r in report["results"]] == [
+        ("tflite", "int8", "b16-32"), ("tflite", "int8-static", "b16-32")]
+    assert report["results"][1]["label_agreement"] == meta["validation"]["label_agreement"]
+    table = (report_dir / "static_int8.md").read_text()
+    assert "| 1.00x / 1.00x |" in table and "(vs " not in table
+
+
+def _fp32_tflite(wrapper, tok, path, length=32):
+    import litert_torch
+
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    ids, types = tokenize(tok, ["a brilliant film"], None, length)[0]
+    litert_torch.convert(wrapper, tuple(torch.from_numpy(a) for a in pad_row(ids, types, length, tok.pad_token_id))
+                         ).export(str(path))
+    return path.read_bytes()
+
+
+def test_add_and_norm_in_float_tracks_fp32_closer_than_every_op_int8(planted, tmp_path):
+    """Add & Norm in float against every op at int8 (the control), on the same calibration rows,
+    scored as mean |probability - eager fp32| on held-out rows of the fixed 32-token graph; and
+    the scopes it leaves in float are LayerNorm's ops and the adds that feed it, never a linear."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.litert_static import (MASK_BIAS, add_and_norm_scopes, calibrate_ranges,
+                                                        int8_static_recipe)
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    wrapper, tok, config = load_for_export(planted["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    reference = load_for_export(planted["model"], probabilities=True)[0]
+    train, _, _ = read_validation_data(planted["train"], config)
+    dev, _, _ = read_validation_data(planted["dev"], config)
+    cal_rows, dev_rows = tokenize(tok, train[:48], None, 32), tokenize(tok, dev, None, 32)
+
+    def feed(row):
+        return {f"args_{i}": a.astype(np.int32) for i, a in enumerate(pad_row(*row, 32, tok.pad_token_id))}
+
+    with torch.no_grad():
+        ref = np.stack([reference(*(torch.from_numpy(a.astype(np.int64)) for a in feed(r).values()))[0].numpy()
+                        for r in dev_rows])
+
+    def error(float_model, float_scopes):
+        rm = int8_static_recipe(float_scopes)
+        qsvs = calibrate_ranges(float_model, rm, {"serving_default": [feed(r) for r in cal_rows]}, "minmax")
+        q = bytes(quantizer.Quantizer(float_model, rm.get_quantization_recipe()).quantize(
+            qsvs, enable_progress_report=False).quantized_model)
+        run = Interpreter(model_content=q).get_signature_runner()
+        got = np.stack([next(iter(run(**feed(r)).values()))[0] for r in dev_rows])
+        return float(np.abs(got - ref).mean())
+
+    plain = _fp32_tflite(wrapper, tok, tmp_path / "plain.tflite")
+    scopes = add_and_norm_scopes(plain)
+    # besides the LayerNorms' own ops: the embeddings' 2 adds and each layer's 2 residual adds
+    adds = [s for s in scopes if "LayerNorm4d" not in s.split(";")[0]]
+    assert len(adds) == 2 + 2 * 2, adds
+    assert not [s for s in scopes if "Linear_" in s.split(";")[0]], scopes
+    every_op_int8, add_and_norm_float = error(plain, []), error(plain, scopes)
+    assert add_and_norm_float < 0.7 * every_op_int8, (add_and_norm_float, every_op_int8)
+
+
+
+class _Intermediate(torch.nn.Module):
+    def __init__(self, hidden, inner):
+        super().__init__()
+        self.dense = torch.nn.Linear(hidden, inner)
+        self.intermediate_act_fn = torch.nn.GELU()
+
+    def forward(self, x):
+        return self.intermediate_act_fn(self.dense(x))
+
+
+class _Output(torch.nn.Module):
+    def __init__(self, inner, hidden):
+        super().__init__()
+        self.dense = torch.nn.Linear(inner, hidden)
+
+
+class _Ffn(torch.nn.Module):
+    """BERT's feed-forward sublayer alone, LayerNorm(x + W2 GELU(W1 x)), in the module layout
+    split_ffn_outliers expects (.intermediate.dense, .output.dense), with one planted outlier
+    channel: GELU channel 5 is ~40 on every token, the other 63 stay under ~9."""
+
+    def __init__(self, hidden=32, inner=64):
+        from tinybert_edge.converters.export import LayerNorm4d
+
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.intermediate, self.output = _Intermediate(hidden, inner), _Output(inner, hidden)
+        self.norm = LayerNorm4d(torch.nn.LayerNorm(hidden))
+        with torch.no_grad():
+            for p in (self.intermediate.dense.weight, self.output.dense.weight):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+            self.intermediate.dense.weight[5].mul_(0.01)  # not zero: see the planted fixture
+            self.intermediate.dense.bias[5] = 40.0
+            self.output.dense.weight[:, 5] *= 0.05
+
+    def forward(self, x):
+        return self.norm(x + self.output.dense(self.intermediate(x)))
+
+
+def test_only_the_activation_form_of_the_split_tightens_a_float_gelu_graph(tmp_path):
+    """What export ships computes GELU in float (like ExecuTorch's int8-static); its output is
+    quantized once before the FFN output linear, so slicing it (the form ExecuTorch uses) keeps
+    the outlier channel's range for every channel (a slice shares its input's scale), while the
+    activation form gives the other channels a GELU output and range of their own. Scored on the
+    FFN sublayer alone (its output error against fp32), with the unsplit graph as the control."""
+    import copy
+
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    from tinybert_edge.converters.litert_static import (FLOAT_OP_KINDS, add_and_norm_scopes, calibrate_ranges,
+                                                        int8_static_recipe)
+    from tinybert_edge.converters.outliers import split_ffn_outliers
+
+    gen = torch.Generator().manual_seed(1)
+    calibration, held_out = torch.randn(32, 1, 16, 32, generator=gen), torch.randn(8, 1, 16, 32, generator=gen)
+    plain = _Ffn().eval()
+
+    def error(module, name):
+        path = tmp_path / f"{name}.tflite"
+        litert_torch.convert(module, (calibration[0],)).export(str(path))
+        float_model = path.read_bytes()
+        rm = int8_static_recipe(add_and_norm_scopes(float_model, FLOAT_OP_KINDS))
+        signature = next(iter(Interpreter(model_content=float_model).get_signature_list()))
+        qsvs = calibrate_ranges(float_model, rm, {signature: [{"args_0": x.numpy()} for x in calibration]}, "minmax")
+        q = bytes(quantizer.Quantizer(float_model, rm.get_quantization_recipe()).quantize(
+            qsvs, enable_progress_report=False).quantized_model)
+        run = Interpreter(model_content=q).get_signature_runner(signature)
+        # the sublayer ends in a RESHAPE the quantizer keeps at int8: read its output as the app would
+        (detail,) = run.get_output_details().values()
+        scale, zero = detail["quantization"] if detail["dtype"] != np.float32 else (1.0, 0)
+        with torch.no_grad():
+            return float(np.mean([np.abs((next(iter(run(args_0=x.numpy()).values())).astype(np.float64) - zero) * scale
+                                         - plain(x).numpy()).mean() for x in held_out]))
+
+    errors = {"unsplit": error(plain, "unsplit")}
+    for form in ("slice", "activation"):
+        split = copy.deepcopy(plain)
+        [record] = split_ffn_outliers(split, [(x,) for x in calibration], form=form)
+        assert record["channels"] == [5], record
+        errors[form] = error(split, form)
+    assert errors["activation"] < 0.5 * errors["unsplit"], errors
+    assert errors["activation"] < 0.5 * errors["slice"], errors
+
+
+def test_int8_static_refuses_a_tflite_without_layer_norm4d(planted, tmp_path):
+    from tinybert_edge.converters import ExportError
+    from tinybert_edge.converters.export import load_for_export
+    from tinybert_edge.converters.litert_static import add_and_norm_scopes
+
+    wrapper, tok, _ = load_for_export(planted["model"], probabilities=True)  # torch's layer_norm, not LayerNorm4d
+    with pytest.raises(ExportError, match="no LayerNorm op in this .tflite.*xnnpack=True"):
+        add_and_norm_scopes(_fp32_tflite(wrapper, tok, tmp_path / "native.tflite"))
+
+
+def test_int8_static_tflite_without_calibration_data_exits_2_and_writes_nothing(planted, tmp_path, capsys):
+    out = tmp_path / "b"
+    code = main(["export", "--model", str(planted["model"]), "--data", str(planted["dev"]), "--seq-len", "32",
+                 "--format", "tflite", "--quantize", "int8-static", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "tflite int8-static" in err and "--calibration-data TRAIN" in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_activation_form_of_the_split_keeps_the_fp32_function(planted):
+    import copy
+
+    from tinybert_edge.converters import ExportError
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.outliers import SplitIntermediate, split_ffn_outliers
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    wrapper, tok, config = load_for_export(planted["model"], probabilities=True, xnnpack=True)
+    train, _, _ = read_validation_data(planted["train"], config)
+    dev, _, _ = read_validation_data(planted["dev"], config)
+
+    def inputs(texts, length=None):
+        return [tuple(torch.from_numpy(a) for a in pad_row(ids, t, length or len(ids), tok.pad_token_id))
+                for ids, t in tokenize(tok, texts, None, 32)]
+
+    split = copy.deepcopy(wrapper)
+    records = split_ffn_outliers(split, inputs(train[:24]), form="activation")
+    assert [r["channels"] for r in records] == [[], [5]]
+    layers = split.model.bert.encoder.layer
+    assert isinstance(layers[1].intermediate, SplitIntermediate)
+    assert not isinstance(layers[0].intermediate, SplitIntermediate)  # control: nothing to split there
+    with torch.no_grad():
+        for x in inputs(dev, 32):  # padded rows too
+            torch.testing.assert_close(split(*x), wrapper(*x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ExportError, match="unknown FFN split form 'gelu'; use one of slice, activation"):
+        split_ffn_outliers(copy.deepcopy(wrapper), inputs(train[:4]), form="gelu")
