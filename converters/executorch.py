@@ -44,7 +44,7 @@ from tinybert_edge.files import write_bytes_atomically
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
                      check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
-from .outliers import split_ffn_outliers
+from .outliers import split_ffn_outliers, unpadded_inputs
 from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
@@ -201,9 +201,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             qad_sample = calibration_sample(qad_texts, qad_text_pairs, min(calibration_size, len(qad_texts)),
                                             "int8-qat's FFN outlier split")
             split_rows = tokenize(tok, *qad_sample, policy.max_len)
-        ffn_split = split_ffn_outliers(module, [tuple(torch.from_numpy(a) for a in
-                                                      pad_row(ids, types, len(ids), tok.pad_token_id))
-                                                for ids, types in split_rows])
+        ffn_split = split_ffn_outliers(module, unpadded_inputs(split_rows, tok.pad_token_id))
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,

@@ -39,21 +39,20 @@ from tinybert_edge.files import write_bytes_atomically
 from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weight_rounding, eager_logits,
                      gptq_round_rows, load_for_export, sample_row)
 from .litert_runtime import LiteRTRunner, signature_names
-from .litert_static import (INT8_STATIC, INT16X8, MASK_BIAS, check_ranges, op_dtypes_by_signature,
-                            prepare_layer_norms, quantize_static)
-from .outliers import split_ffn_outliers
+from .litert_static import (INT8_STATIC, INT16X8, MASK_BIAS, STATIC_SCHEMES, check_ranges,
+                            op_dtypes_by_signature, prepare_layer_norms, quantize_static)
+from .outliers import split_ffn_outliers, unpadded_inputs
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
 QUANTIZATIONS = ("none", "int8", INT16X8, INT8_STATIC)
-STATIC = (INT16X8, INT8_STATIC)  # calibrated on --calibration-data, padding masked by MASK_BIAS
 RECIPES = {"none": "fp32",
            "int8": "litert_torch quant_recipes.full_dynamic_recipe (int8 weights incl. embeddings, float activations)",
            INT16X8: f"ai-edge-quantizer static 16x8: int16 activations, int8 per-channel weights, every op the "
                     f"quantizer takes; embedding gathers int8 weights with float output; outputs dequantized to float32; "
                     f"padding masked by a -{MASK_BIAS:g} bias",
-           INT8_STATIC: f"ai-edge-quantizer static int8: int8 activations and per-channel weights for every linear; "
-                        f"LayerNorm, Add & Norm, attention matmuls, softmax and GELU in float (ExecuTorch's "
+           INT8_STATIC: f"ai-edge-quantizer static int8: int8 activations and per-channel weights for every op but "
+                        f"LayerNorm, Add & Norm, attention matmuls, softmax and GELU, which are in float (ExecuTorch's "
                         f"int8-static rule); FFN outlier channels split off; embedding gathers int8 weights with "
                         f"float output; padding masked by a -{MASK_BIAS:g} bias"}
 
@@ -72,9 +71,10 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         out_path: the .tflite file to write (atomically: temp file, then rename).
         quantization: "none" (fp32), "int8" (dynamic range, embeddings included), "int16x8"
             (full-integer, int16 activations calibrated on `calibration_texts`; litert_static.py) or
-            "int8-static" (static int8 activations calibrated on `calibration_texts` for every
-            linear, what ExecuTorch's int8-static computes in fp32 in float, the FFN outlier channels
-            split off on the same texts; litert_static.py).
+            "int8-static" (static int8 activations calibrated on `calibration_texts`; the ops
+            ExecuTorch's int8-static leaves in fp32 (LayerNorm, Add & Norm, attention matmuls,
+            softmax, GELU) in float; the FFN outlier channels split off on the same texts;
+            litert_static.py).
         policy: sequence-length policy (default fixed 128; "dynamic" is refused, see module doc).
         texts: inputs for the parity check (default: three built-in sentences).
         text_pairs: second segments for pair tasks, aligned with texts.
@@ -86,7 +86,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
             calibrate int16x8's and int8-static's activation ranges and GPTQ's Hessians; `calibration_size` of them
             are used (a seeded sample when there are more).
         weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
-        calibration_ranges: int16x8's and int8-static's range rule, "minmax" or "ema" (litert_static.quantize_int16x8).
+        calibration_ranges: int16x8's and int8-static's range rule, "minmax" or "ema" (litert_static.quantize_static).
         layer_norm_rewrite: int16x8 only: split each LayerNorm's variance and rsqrt for int16
             (litert_static.prepare_layer_norms; the same function in float). False: the plain
             LayerNorm, for comparison.
@@ -110,21 +110,21 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
     check_ranges(calibration_ranges)  # before the conversion, not after it
-    if keep_mask and quantization in STATIC:
+    if keep_mask and quantization in STATIC_SCHEMES:
         raise ExportError(f"{quantization} masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
                           "keep_mask is for the probes' keep-mask graph, not this one")
-    calibrating = quantization in STATIC or weight_rounding == "gptq"
+    calibrating = quantization in STATIC_SCHEMES or weight_rounding == "gptq"
     if calibrating:
         calibration_texts, calibration_text_pairs = calibration_sample(
             calibration_texts, calibration_text_pairs, calibration_size,
-            f"{quantization}'s activation ranges" if quantization in STATIC else "GPTQ")
+            f"{quantization}'s activation ranges" if quantization in STATIC_SCHEMES else "GPTQ")
     out_path = Path(out_path)
     # int16x8: LayerNorm as MEAN/SUB/MUL/RSQRT (LayerNorm4d), which the quantizer all takes at
     # int16 (torch's layer_norm converts to a SQUARED_DIFFERENCE it leaves in float); int8-static:
     # the same form, so its ops are found by name and left in float
     wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask,
-                                           xnnpack=quantization in STATIC,
-                                           mask_bias=MASK_BIAS if quantization in STATIC else None)
+                                           xnnpack=quantization in STATIC_SCHEMES,
+                                           mask_bias=MASK_BIAS if quantization in STATIC_SCHEMES else None)
     # the artifact is held against the model as the user has it: -3.4e38 mask, weights unrounded
     reference_wrapper = load_for_export(model_dir, probabilities=True)[0] if calibrating else wrapper
     policy.check(config.max_position_embeddings)
@@ -137,13 +137,12 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     # every calibration row, fitted to each signature's length, calibrates that signature
     calibration_feeds = {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
                                 for row in calibration_rows]
-                         for name, length in signature_names(policy)} if quantization in STATIC else {}
+                         for name, length in signature_names(policy)} if quantization in STATIC_SCHEMES else {}
     if quantization == INT8_STATIC:
         # each text at its own length: padding's GELU outputs would count as channel maxima
         # the activation form: LiteRT's GELU runs at int8, so each part needs its own GELU output
         details["ffn_outlier_split"] = split_ffn_outliers(
-            wrapper, [tuple(torch.from_numpy(a) for a in pad_row(ids, types, len(ids), tok.pad_token_id))
-                      for ids, types in calibration_rows], form="activation")
+            wrapper, unpadded_inputs(calibration_rows, tok.pad_token_id), form="activation")
     layer_norms = {}
     if quantization == INT16X8 and layer_norm_rewrite:
         # on the rounded weights, which are what the artifact computes with
@@ -171,7 +170,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                 data = staged.read_bytes()
     except ExportError as e:
         raise ExportError(f"LiteRT conversion of {model_dir} failed: {e}") from None
-    if quantization in STATIC:
+    if quantization in STATIC_SCHEMES:
         data = quantize_static(data, calibration_feeds, calibration_ranges, quantization)
         details["calibration"] = {"rows": len(calibration_rows), "ranges": calibration_ranges,
                                   **({"layer_norms": layer_norms} if quantization == INT16X8 else {})}

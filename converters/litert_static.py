@@ -2,15 +2,15 @@
 with int8 weights) and "int8-static" (int8 activations and weights for every linear, the rest as
 ExecuTorch's int8-static has it).
 
-Why 16x8 and not int8 activations: on TinyBERT students static int8 activations lose 2-8 points
-of label agreement in the ops between the linears (the GELU output feeding each FFN output
+Why 16x8 is the full-integer path (int8-static below keeps float ops): on TinyBERT students
+static int8 activations lose 2-8 points of label agreement in the ops between the linears (the GELU output feeding each FFN output
 linear, LayerNorm, the residual adds; BENCHMARKS.md "int8 sensitivity"), while int16
 activations with int8 weights kept 99.17-99.50 % on the full-profile student (BENCHMARKS.md,
 "Full-integer LiteRT"). TFLite's 16x8 kernels are what Qualcomm's, MediaTek's and Arm's NPU
 delegates take for full-integer transformers. On a CPU they run the reference int16 kernels and
 are far slower than dynamic int8 (about 100x on the Intel Xeon): 16x8 is for accelerators.
 
-What this module does to the converted fp32 .tflite:
+What int16x8 does to the converted fp32 .tflite:
 - every op the quantizer takes runs at int16 activations, with int8 per-channel weights;
 - the embedding tables are int8 weights whose gathers output float (then QUANTIZE), because
   the quantizer has no integer gather for a 30k-row table feeding int16;
@@ -56,6 +56,7 @@ from .runtime import ExportError, quiet_native_output
 
 INT16X8 = "int16x8"
 INT8_STATIC = "int8-static"
+STATIC_SCHEMES = (INT16X8, INT8_STATIC)  # calibrated on --calibration-data, padding masked by MASK_BIAS
 
 # A padded key gets exp(-20) = 2e-9 of the softmax weight it would have had without the mask:
 # negligible as long as padded keys do not outscore the real ones by ~10 (they are [PAD] tokens,
@@ -201,6 +202,15 @@ def int16x8_recipe() -> recipe_manager.RecipeManager:
     return rm
 
 
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _op_kind(model, op) -> str:
+    """The builtin name of a flatbuffer op ("ADD", ...; "CUSTOM" for others)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+
+
 # LayerNorm4d's ops carry its module path in their output tensor names (litert-torch names a
 # tensor after the module that made it); the first ';'-separated part is the op's own module
 LAYER_NORM_SCOPE = "LayerNorm4d"
@@ -233,7 +243,6 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
             is an Add & Norm op in one subgraph and another op in another (the names would select
             the wrong op).
     """
-    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     chosen, others = set(), set()
     for graph in m.subgraphs:
@@ -242,8 +251,7 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
             return n.decode() if isinstance(n, bytes) else n
         kinds, consumers = {}, {}
         for op in graph.operators:
-            code = m.operatorCodes[op.opcodeIndex]
-            kinds[id(op)] = ops.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            kinds[id(op)] = _op_kind(m, op)
             for t in op.inputs:
                 consumers.setdefault(int(t), []).append(op)
 
@@ -272,8 +280,9 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
                           "LayerNorm4d (load_for_export(..., xnnpack=True))")
     both = chosen & others
     if both:
-        raise ExportError(f"tensor name {sorted(both)[0]!r} names an Add & Norm op in one signature and another op in "
-                          "another; int8-static cannot select its float ops by name in this .tflite")
+        raise ExportError(f"tensor name {sorted(both)[0]!r} names both an op int8-static keeps in float and another "
+                          "op in this .tflite, so the quantizer cannot tell them apart; export this model with "
+                          "--quantize int8 or int16x8 instead")
     return sorted(chosen)
 
 
@@ -355,8 +364,8 @@ def quantize_static(float_model: bytes, calibration: dict[str, list[dict]], rang
     Raises:
         ExportError: a signature without calibration rows, an unknown scheme, or a failed quantization.
     """
-    if scheme not in (INT16X8, INT8_STATIC):
-        raise ExportError(f"unknown static LiteRT scheme {scheme!r}; use {INT16X8} or {INT8_STATIC}")
+    if scheme not in STATIC_SCHEMES:
+        raise ExportError(f"unknown static LiteRT scheme {scheme!r}; use one of {', '.join(STATIC_SCHEMES)}")
     missing = [k for k in Interpreter(model_content=float_model).get_signature_list() if not calibration.get(k)]
     if missing:
         raise ExportError(f"no calibration rows for signature(s) {', '.join(missing)}: pass --calibration-data TRAIN")
@@ -389,7 +398,6 @@ def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]
     Raises:
         Whatever ai_edge_litert's flatbuffer reader raises on bytes that are not a .tflite.
     """
-    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     out = {}
@@ -397,9 +405,7 @@ def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]
         graph = m.subgraphs[sig.subgraphIndex]
         counts: dict[str, Counter] = {}
         for op in graph.operators:
-            code = m.operatorCodes[op.opcodeIndex]
-            name = ops.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-            counts.setdefault(dtypes[graph.tensors[op.outputs[0]].type], Counter())[name] += 1
+            counts.setdefault(dtypes[graph.tensors[op.outputs[0]].type], Counter())[_op_kind(m, op)] += 1
         key = sig.signatureKey.decode() if isinstance(sig.signatureKey, bytes) else sig.signatureKey
         out[key] = {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .runtime import ExportError
+from .runtime import ExportError, pad_row
 
 # A channel is an outlier when its calibrated max |GELU output| exceeds this many times the 99th
 # percentile of all the layer's channel maxima (demo student: 12-22 against ~4.3; the next channel
@@ -117,6 +117,20 @@ def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], ca
     return amax, first
 
 
+def unpadded_inputs(rows: list[tuple[list[int], list[int]]], pad_id: int) -> list[tuple[torch.Tensor, ...]]:
+    """Model inputs (ids, mask, type ids), each text at its own length: the split's calibration
+    (padding's GELU outputs would count as channel maxima).
+
+    Args:
+        rows: tokenized (input_ids, token_type_ids) per text.
+        pad_id: the tokenizer's pad id (unused at a row's own length; pad_row takes it).
+
+    Returns:
+        One (1, L) int64 tensor triple per row.
+    """
+    return [tuple(torch.from_numpy(a) for a in pad_row(ids, types, len(ids), pad_id)) for ids, types in rows]
+
+
 SPLIT_FORMS = ("slice", "activation")
 
 
@@ -154,7 +168,8 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
                           "--calibration-data (int8-static) or --qad-data (int8-qat)")
     pairs = _ffn_pairs(module)
     amax, before = input_channel_max(module, [(name, out) for name, _, _, out in pairs], calibration)
-    records = []
+    # every layer is checked and planned before any is changed, so an error leaves the module as it was
+    records, plans = [], []
     for name, block, inter, out in pairs:
         if name not in amax:
             raise ExportError(f"{name}'s FFN did not run on the calibration texts; this model's layers are not "
@@ -162,21 +177,23 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
         m = amax[name]
         if not torch.isfinite(m).all():
             raise ExportError(f"non-finite FFN activation in {name} on the calibration texts; check the model")
+        if form == "activation" and not hasattr(block.intermediate, "intermediate_act_fn"):
+            raise ExportError(f"{name}'s FFN input block has no intermediate_act_fn; the activation form of the "
+                              "outlier split expects BERT's (dense, activation) block")
         top = m.topk(min(max_channels, m.numel() - 1))
         # the percentile of the channels that are not candidates, so narrow FFNs' outliers do not raise it
         rest_of = torch.ones_like(m, dtype=torch.bool)
         rest_of[top.indices] = False
         threshold = ratio * torch.quantile(m[rest_of], 0.99)
         outliers = top.indices[top.values > threshold] if threshold > 0 else top.indices[:0]
-        k = int(outliers.numel())
         keep = torch.ones_like(m, dtype=torch.bool)
         keep[outliers] = False
         records.append({"layer": name, "channels": outliers.tolist(),
                         "channel_max": [round(float(v), 3) for v in m[outliers]],
                         "rest_max": round(float(m[keep].max()), 3)})
-        if k == 0:
-            continue
-        order = torch.cat([outliers, keep.nonzero().flatten()])
+        if outliers.numel():
+            plans.append((block, inter, out, int(outliers.numel()), torch.cat([outliers, keep.nonzero().flatten()])))
+    for block, inter, out, k, order in plans:
         with torch.no_grad():
             inter.weight.copy_(inter.weight[order])
             if inter.bias is not None:
@@ -184,9 +201,6 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
             out.weight.copy_(out.weight[:, order])
         block.output.dense = ChannelSplitLinear(out, k)
         if form == "activation":
-            if not hasattr(block.intermediate, "intermediate_act_fn"):
-                raise ExportError(f"{name}'s FFN input block has no intermediate_act_fn; the activation form of the "
-                                  "outlier split expects BERT's (dense, activation) block")
             block.intermediate = SplitIntermediate(block.intermediate, k)
     with torch.no_grad():
         after = module(*calibration[0])

@@ -439,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="executorch (.pte), tflite (LiteRT), mediapipe (LiteRT, one fixed length, loads in MediaPipe's "
                    "TextClassifier as is), or all")
     x.add_argument("--quantize", default="int8",
-                   help="none, int8, int8-static (executorch and tflite: every linear at static int8, "
-                   "LayerNorm, Add & Norm, softmax and GELU in float, calibrated on --calibration-data), "
+                   help="none, int8, int8-static (executorch and tflite: static int8 activations and weights; "
+                   "LayerNorm, Add & Norm, attention matmuls, softmax and GELU in float; calibrated on "
+                   "--calibration-data), "
                    "int8-qat (executorch only: static int8 after "
                    "quantization-aware distillation on --qad-data), int16x8 (tflite and mediapipe: full-integer, int16 "
                    "activations and int8 weights for NPU delegates, calibrated on --calibration-data), "
