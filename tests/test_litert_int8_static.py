@@ -341,3 +341,40 @@ def test_activation_form_refuses_a_block_without_an_activation_and_changes_nothi
                            form="activation")
     after = odd.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_int8_static_tflite_on_a_pair_task_calibrates_and_classifies_pairs(planted, tmp_path):
+    """NLI-style rows (text, text_pair): the calibration rows, the outlier split and the validation
+    all see both segments, and the bundle classifies pairs like the eager model."""
+    import csv
+
+    from tinybert_edge.converters.bundle import load_bundle
+    from tinybert_edge.converters.export import load_for_export
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    def write(path, n, seed):
+        rows = _rows(2 * n, seed)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(["text", "text_pair", "label"])
+            for (a, label), (b, _) in zip(rows[:n], rows[n:]):
+                w.writerow([a, b, label])
+        return path
+
+    dev, train = write(tmp_path / "dev.tsv", 20, 6), write(tmp_path / "train.tsv", 40, 7)
+    out = tmp_path / "b"
+    assert main(["export", "--model", str(planted["model"]), "--data", str(dev), "--seq-len", "32", "--format",
+                 "tflite", "--quantize", "int8-static", "--fixed", "--calibration-data", str(train),
+                 "--calibration-size", "16", "--threshold", "0", "--out", str(out)]) == 0
+    bundle = out / "cls5-tflite-int8-static-seq32"
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["quantization"]["calibration"]["rows"] == 16 and meta["validation"]["examples"] == 20
+    assert [r["channels"] for r in meta["quantization"]["ffn_outlier_split"]][1] == [5]
+    b = load_bundle(bundle)
+    probs, _ = b.classify(["a brilliant film", "awful"], ["funny and warm", "a waste of time"])
+    wrapper, tok, _ = load_for_export(planted["model"], probabilities=True)
+    with torch.no_grad():
+        ref = np.stack([wrapper(*(torch.from_numpy(a) for a in pad_row(ids, types, 32, tok.pad_token_id)))[0].numpy()
+                        for ids, types in tokenize(tok, ["a brilliant film", "awful"],
+                                                   ["funny and warm", "a waste of time"], 32)])
+    assert probs.shape == (2, len(LABELS)) and np.abs(probs - ref).max() < 0.1, (probs, ref)
