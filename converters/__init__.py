@@ -108,7 +108,7 @@ FORMATS: dict[str, FormatSpec] = {
                              "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",),
                              calibrated=("int8-static",)),
     # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; int8-static: static
-    # int8 activations, LayerNorm and Add & Norm in float (ExecuTorch's rule); see litert_static.py
+    # int8, with what ExecuTorch's int8-static keeps in fp32 in float; see litert_static.py
     "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8", "int8-static"), ("fixed", "buckets"),
                          "ai-edge-litert", _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"),
                          calibrated=("int16x8", "int8-static")),

@@ -121,7 +121,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     out_path = Path(out_path)
     # int16x8: LayerNorm as MEAN/SUB/MUL/RSQRT (LayerNorm4d), which the quantizer all takes at
     # int16 (torch's layer_norm converts to a SQUARED_DIFFERENCE it leaves in float); int8-static:
-    # the same form, so its ops are found by name and left in float
+    # the same form, whose ops litert_static.add_and_norm_scopes finds and leaves in float
     wrapper, tok, config = load_for_export(model_dir, probabilities=True, keep_mask=keep_mask,
                                            xnnpack=quantization in STATIC_SCHEMES,
                                            mask_bias=MASK_BIAS if quantization in STATIC_SCHEMES else None)
@@ -139,8 +139,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                                 for row in calibration_rows]
                          for name, length in signature_names(policy)} if quantization in STATIC_SCHEMES else {}
     if quantization == INT8_STATIC:
-        # each text at its own length: padding's GELU outputs would count as channel maxima
-        # the activation form: LiteRT's GELU runs at int8, so each part needs its own GELU output
+        # each text at its own length: padding's GELU outputs would count as channel maxima; the
+        # activation form: a .tflite slice shares its input's quantized range, so each part needs
+        # its own GELU output
         details["ffn_outlier_split"] = split_ffn_outliers(
             wrapper, unpadded_inputs(calibration_rows, tok.pad_token_id), form="activation")
     layer_norms = {}

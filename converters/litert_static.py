@@ -186,20 +186,33 @@ def prepare_layer_norms(wrapper: torch.nn.Module, feeds: list[tuple[torch.Tensor
     return chosen
 
 
+def _static_recipe(activation_bits: int, float_scopes: list[str] = (), float_inputs: bool = False):
+    """Static activations of `activation_bits` and int8 per-channel weights for every op the
+    quantizer takes, by op kind (so it fits any BERT .tflite); the ops named in `float_scopes` in
+    float (a later config wins where its regex matches; a scope ends in ';'); the embedding tables
+    int8 weights with float output; the graph outputs float (the quantizer ends each signature
+    with a DEQUANTIZE) and, with float_inputs, float graph inputs too."""
+    op = qtyping.TFLOperationName
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=activation_bits,
+                         weight_num_bits=8)
+    if float_scopes:
+        rm.add_quantization_config(regex="^(" + "|".join(re.escape(s) for s in float_scopes) + ");$",
+                                   operation_name=op.ALL_SUPPORTED,
+                                   algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    rm.add_dynamic_config(regex=".*", operation_name=op.EMBEDDING_LOOKUP, num_bits=8)
+    for end in (op.INPUT, op.OUTPUT) if float_inputs else (op.OUTPUT,):
+        rm.add_quantization_config(regex=".*", operation_name=end, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return rm
+
+
 def int16x8_recipe() -> recipe_manager.RecipeManager:
-    """The ai-edge-quantizer recipe of the module doc (by op kind, so it fits any BERT .tflite).
+    """The ai-edge-quantizer recipe of the module doc: every op at int16 activations.
 
     Returns:
         A RecipeManager (its get_quantization_recipe() is what Quantizer takes).
     """
-    op = qtyping.TFLOperationName
-    rm = recipe_manager.RecipeManager()
-    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=16, weight_num_bits=8)
-    rm.add_dynamic_config(regex=".*", operation_name=op.EMBEDDING_LOOKUP, num_bits=8)
-    # the graph outputs stay float: the quantizer ends each signature with a DEQUANTIZE
-    rm.add_quantization_config(regex=".*", operation_name=op.OUTPUT,
-                               algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return rm
+    return _static_recipe(16)
 
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -240,8 +253,7 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
 
     Raises:
         ExportError: no LayerNorm op found (not a wrapper with LayerNorm4d), or a tensor name that
-            is an Add & Norm op in one subgraph and another op in another (the names would select
-            the wrong op).
+            names a chosen op and another op (the names would select the wrong op).
     """
     m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     chosen, others = set(), set()
@@ -289,7 +301,8 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
 def int8_static_recipe(float_scopes: list[str]) -> recipe_manager.RecipeManager:
     """Static int8 activations and int8 per-channel weights for every op the quantizer takes,
     except the ops named in `float_scopes`, which compute in float (the quantizer puts a
-    DEQUANTIZE before them and a QUANTIZE after).
+    DEQUANTIZE before them and a QUANTIZE after). Float graph inputs stay float (the kit's inputs
+    are int32 ids; a float input is a probe's).
 
     Args:
         float_scopes: ai-edge-quantizer scopes (add_and_norm_scopes).
@@ -297,18 +310,7 @@ def int8_static_recipe(float_scopes: list[str]) -> recipe_manager.RecipeManager:
     Returns:
         A RecipeManager.
     """
-    op = qtyping.TFLOperationName
-    rm = recipe_manager.RecipeManager()
-    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
-    if float_scopes:  # a later config wins where its regex matches; a scope ends in ';'
-        rm.add_quantization_config(regex="^(" + "|".join(re.escape(s) for s in float_scopes) + ");$",
-                                   operation_name=op.ALL_SUPPORTED,
-                                   algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    rm.add_dynamic_config(regex=".*", operation_name=op.EMBEDDING_LOOKUP, num_bits=8)
-    # float inputs and outputs stay float (the kit's inputs are int32 ids, its output probabilities)
-    for end in (op.INPUT, op.OUTPUT):
-        rm.add_quantization_config(regex=".*", operation_name=end, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return rm
+    return _static_recipe(8, float_scopes, float_inputs=True)
 
 
 RANGES = ("minmax", "ema")
@@ -355,8 +357,8 @@ def quantize_static(float_model: bytes, calibration: dict[str, list[dict]], rang
         calibration: {signature name: [feeds]}, a feed being {"args_0": int32 (1, L), ...} of that
             signature's length; every signature needs at least one row.
         ranges: how the rows' ranges combine, "minmax" or "ema" (see calibrate_ranges).
-        scheme: INT16X8 (int16x8_recipe) or INT8_STATIC (int8_static_recipe, LayerNorm and Add &
-            Norm in float: the float model must come from a LayerNorm4d wrapper).
+        scheme: INT16X8 (int16x8_recipe) or INT8_STATIC (int8_static_recipe: LayerNorm, Add & Norm
+            and FLOAT_OP_KINDS in float; the float model must come from a LayerNorm4d wrapper).
 
     Returns:
         The quantized .tflite bytes (no metadata; the caller adds it).

@@ -50,9 +50,9 @@ class ChannelSplitLinear(nn.Module):
 class SplitIntermediate(nn.Module):
     """A BERT FFN input block (dense, then the activation) computed as two: the first k output
     channels (the outliers) and the rest, each through the activation, returned as a pair that
-    ChannelSplitLinear takes. The same function as the wrapped block; for a graph whose
-    activation is quantized itself (LiteRT's int8 GELU), where slicing one quantized GELU output
-    would keep the outliers' range for every channel (a slice shares its input's scale)."""
+    ChannelSplitLinear takes. The same function as the wrapped block; for a graph that quantizes
+    the activation's output once before slicing it (LiteRT: a .tflite slice shares its input's
+    scale), which would keep the outliers' range for every channel."""
 
     def __init__(self, intermediate: nn.Module, k: int):
         super().__init__()
@@ -151,7 +151,8 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
         form: "slice": the FFN output linear slices one activation output (ExecuTorch, whose
             XNNPACK quantizer leaves GELU in fp32 and quantizes each slice's linear input on its
             own); "activation": the FFN input block is split too (SplitIntermediate), so each part
-            has its own activation output and range (LiteRT, whose quantizer runs GELU at int8).
+            has its own activation output and range (LiteRT, whose slices share their input's
+            quantized range).
 
     Returns:
         One record per Transformer layer: name, outlier channels (original indices), their

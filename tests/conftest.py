@@ -50,7 +50,14 @@ def tiny_config(layers: int = 6, **kw):
     return BertConfig(**base)
 
 
-def make_tiny_model_dir(dir_: Path, classifier: bool, labels=("neg", "pos"), layers: int = 6, seed: int = 0) -> Path:
+def make_tiny_model_dir(dir_: Path, classifier: bool, labels=("neg", "pos"), layers: int = 6, seed: int = 0,
+                        logit_scale: float = 1.0) -> Path:
+    """A tiny random BERT (classifier or base) with its tokenizer, saved in `dir_`.
+
+    logit_scale multiplies the classifier's weights: a random tiny head gives logits near 0.004,
+    where quantization error hides; 300 gives a trained classifier's size (about 1), so that
+    quantization error can move probabilities and flip labels, and parity figures mean something.
+    """
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -61,6 +68,8 @@ def make_tiny_model_dir(dir_: Path, classifier: bool, labels=("neg", "pos"), lay
                           label2id={lab: i for i, lab in enumerate(labels)})
         model = AutoModelForSequenceClassification.from_config(cfg)
         model.config.architectures = ["BertForSequenceClassification"]
+        with torch.no_grad():
+            model.classifier.weight.mul_(logit_scale)
     else:
         model = AutoModel.from_config(tiny_config(layers))
         model.config.architectures = ["BertModel"]
@@ -80,6 +89,31 @@ def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
         words.insert(rng.randrange(len(words) + 1), rng.choice(pos if label == "pos" else neg))
         out.append((" ".join(words), label))
     return out
+
+
+FIVE_LABELS = ("anger", "fear", "joy", "love", "sadness")
+
+
+def five_class_rows(n: int, seed: int, long_first: bool = False) -> list[tuple[str, str]]:
+    """Rows unlike Rotten Tomatoes: five labels in turn, and (long_first) a first row of 90 words,
+    longer than every bucket, which the exporters cut to the last one."""
+    rows = [(text, FIVE_LABELS[i % len(FIVE_LABELS)]) for i, (text, _) in enumerate(sentences(n, seed=seed))]
+    if long_first:
+        rows[0] = (" ".join(["brilliant awful funny"] * 30), rows[0][1])
+    return rows
+
+
+def plant_ffn_outlier(layer, channel: int = 5, size: float = 40.0, row_scale: float = 0.0) -> None:
+    """Make FFN channel `channel` of a BERT layer (anything with .intermediate.dense and
+    .output.dense) output ~`size` after GELU on every token, read gently by the next linear (x0.05):
+    the outlier channel trained BERTs have at [CLS]. row_scale multiplies the channel's input
+    weights (0: none; LiteRT's quantizer needs a row that is not all zero, whose int8 scale would be 0)."""
+    import torch
+
+    with torch.no_grad():
+        layer.intermediate.dense.weight[channel].mul_(row_scale)
+        layer.intermediate.dense.bias[channel] = size
+        layer.output.dense.weight[:, channel] *= 0.05
 
 
 def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:

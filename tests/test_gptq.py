@@ -62,14 +62,8 @@ def test_gptq_refuses_a_hessian_of_the_wrong_shape_and_no_calibration():
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification
-
-    d = make_tiny_model_dir(tmp_path_factory.mktemp("gptq") / "m", classifier=True, layers=2, seed=3)
-    model = AutoModelForSequenceClassification.from_pretrained(d)
-    with torch.no_grad():  # a trained classifier's logit scale, so that rounding can move labels
-        model.classifier.weight.mul_(300.0)
-    model.save_pretrained(d)
-    return d
+    return make_tiny_model_dir(tmp_path_factory.mktemp("gptq") / "m", classifier=True, layers=2, seed=3,
+                               logit_scale=300.0)
 
 
 def test_gptq_on_a_classifier_changes_only_linear_weights_and_tracks_fp32_closer(tiny_classifier):

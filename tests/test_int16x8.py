@@ -9,33 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model_dir, sentences, write_tsv
+from conftest import FIVE_LABELS as LABELS
+from conftest import five_class_rows as _rows
+from conftest import make_tiny_model_dir, write_tsv
 from tinybert_edge.cli import main
 
 pytestmark = pytest.mark.slow
 
-LABELS = ("anger", "fear", "joy", "love", "sadness")
-
-
-def _rows(n: int, seed: int, long_first: bool = False) -> list[tuple[str, str]]:
-    rows = [(text, LABELS[i % len(LABELS)]) for i, (text, _) in enumerate(sentences(n, seed=seed))]
-    if long_first:  # 90 words: longer than every bucket, cut to the last one
-        rows[0] = (" ".join(["brilliant awful funny"] * 30), rows[0][1])
-    return rows
-
-
 @pytest.fixture(scope="module")
 def five_class(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification
-
     root = tmp_path_factory.mktemp("int16x8")
-    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3)
-    # a random tiny head gives logits near 0.004; scale them to a trained classifier's size so
-    # that quantization error can move probabilities and the parity figures mean something
-    model = AutoModelForSequenceClassification.from_pretrained(d)
-    with torch.no_grad():
-        model.classifier.weight.mul_(300.0)
-    model.save_pretrained(d)
+    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3, logit_scale=300.0)
     return {"model": d, "dev": write_tsv(root / "dev.tsv", _rows(40, seed=4, long_first=True)),
             "train": write_tsv(root / "train.tsv", _rows(80, seed=5))}
 

@@ -17,16 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification
-
-    d = make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "m", classifier=True, layers=2, seed=11)
-    # a random tiny head gives logits near 0.004; scale them to a trained classifier's size so
-    # that quantization error can flip labels and the agreement figure means something
-    model = AutoModelForSequenceClassification.from_pretrained(d)
-    with torch.no_grad():
-        model.classifier.weight.mul_(300.0)
-    model.save_pretrained(d)
-    return d
+    return make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "m", classifier=True, layers=2, seed=11,
+                               logit_scale=300.0)
 
 
 def test_full_integer_probe_quantizes_what_it_says_and_reports_what_the_files_give(tiny_classifier, tmp_path):

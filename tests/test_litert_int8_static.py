@@ -1,29 +1,22 @@
 """`export --format tflite --quantize int8-static` (static int8 LiteRT: int8 activations and
-weights, LayerNorm and the Add & Norm adds in float, the FFN outlier channels split off), through
+weights; LayerNorm, the Add & Norm adds, the attention matmuls, softmax and GELU in float; the FFN
+outlier channels split off), through
 the real litert-torch converter, the real ai-edge-quantizer and the real ai-edge-litert runtime,
 on a tiny 5-class classifier with one planted FFN outlier channel (what trained BERTs have at
 [CLS]) and data unlike Rotten Tomatoes: five labels and a first row longer than every bucket."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model_dir, sentences, write_tsv
+from conftest import FIVE_LABELS as LABELS
+from conftest import five_class_rows as _rows
+from conftest import make_tiny_model_dir, plant_ffn_outlier, write_tsv
 from tinybert_edge.cli import main
 
 pytestmark = pytest.mark.slow
-
-LABELS = ("anger", "fear", "joy", "love", "sadness")
-
-
-def _rows(n: int, seed: int, long_first: bool = False) -> list[tuple[str, str]]:
-    rows = [(text, LABELS[i % len(LABELS)]) for i, (text, _) in enumerate(sentences(n, seed=seed))]
-    if long_first:  # 90 words: longer than every bucket, cut to the last one
-        rows[0] = (" ".join(["brilliant awful funny"] * 30), rows[0][1])
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +26,10 @@ def planted(tmp_path_factory):
     from transformers import AutoModelForSequenceClassification
 
     root = tmp_path_factory.mktemp("int8static")
-    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3)
+    d = make_tiny_model_dir(root / "cls5", classifier=True, labels=LABELS, layers=2, seed=3, logit_scale=300.0)
     model = AutoModelForSequenceClassification.from_pretrained(d)
-    with torch.no_grad():
-        model.classifier.weight.mul_(300.0)
-        ffn = model.bert.encoder.layer[1]
-        # small, not zero: an all-zero weight row gets a zero int8 scale, and its bias no int32 value
-        ffn.intermediate.dense.weight[5].mul_(0.01)
-        ffn.intermediate.dense.bias[5] = 40.0
-        ffn.output.dense.weight[:, 5] *= 0.05
+    # small, not zero: an all-zero weight row gets a zero int8 scale, and its bias no int32 value
+    plant_ffn_outlier(model.bert.encoder.layer[1], row_scale=0.01)
     model.save_pretrained(d)
     return {"model": d, "dev": write_tsv(root / "dev.tsv", _rows(40, seed=4, long_first=True)),
             "train": write_tsv(root / "train.tsv", _rows(80, seed=5))}
@@ -214,9 +202,7 @@ class _Ffn(torch.nn.Module):
         with torch.no_grad():
             for p in (self.intermediate.dense.weight, self.output.dense.weight):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-            self.intermediate.dense.weight[5].mul_(0.01)  # not zero: see the planted fixture
-            self.intermediate.dense.bias[5] = 40.0
-            self.output.dense.weight[:, 5] *= 0.05
+        plant_ffn_outlier(self, row_scale=0.01)  # not zero: see the planted fixture
 
     def forward(self, x):
         return self.norm(x + self.output.dense(self.intermediate(x)))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tinybert_edge.converters import ExportError, SeqLenPolicy, get_format
-from conftest import WORDS, make_tiny_model_dir
+from conftest import WORDS, make_tiny_model_dir, plant_ffn_outlier, write_tsv
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +20,14 @@ TRAIN = [" ".join(WORDS[(i * 3 + j * 5) % len(WORDS)] for j in range(2 + i % 9))
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification
+    return make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "m", classifier=True, layers=2, seed=7,
+                               logit_scale=300.0)
 
-    d = make_tiny_model_dir(tmp_path_factory.mktemp("cls") / "m", classifier=True, layers=2, seed=7)
-    # a random tiny head gives logits near 0.004, where int8 error hides; scale them to a trained
-    # classifier's size (about 1) so quantization error is measurable
-    model = AutoModelForSequenceClassification.from_pretrained(d)
-    with torch.no_grad():
-        model.classifier.weight.mul_(300.0)
-    model.save_pretrained(d)
-    return d
+
+def _task_files(tmp_path):
+    """dev.tsv (TEXTS, labels alternating) and train.tsv (TRAIN) in tmp_path."""
+    return (write_tsv(tmp_path / "dev.tsv", [(t, "neg" if i % 2 else "pos") for i, t in enumerate(TEXTS)]),
+            write_tsv(tmp_path / "train.tsv", [(t, "pos") for t in TRAIN]))
 
 
 def _rows(model_dir, texts, max_len=48):
@@ -105,11 +103,7 @@ def _plant_ffn_outlier(model_dir, layer: int, channel: int, size: float):
     from tinybert_edge.converters.export import load_for_export
 
     wrapper, tok, _ = load_for_export(model_dir, xnnpack=True, keep_mask=True)
-    ffn = wrapper.model.bert.encoder.layer[layer]
-    with torch.no_grad():
-        ffn.intermediate.dense.weight[channel].zero_()
-        ffn.intermediate.dense.bias[channel] = size
-        ffn.output.dense.weight[:, channel] *= 0.05  # an outlier channel a trained model reads gently
+    plant_ffn_outlier(wrapper.model.bert.encoder.layer[layer], channel, size)
     return wrapper, tok
 
 
@@ -262,10 +256,7 @@ def test_static_int8_report_times_failed_bundles_and_refuses_fixed_ones(tiny_cla
     from benchmarks.scripts import static_int8
     from tinybert_edge.converters.export import export_bundles
 
-    data = tmp_path / "dev.tsv"
-    data.write_text("text\tlabel\n" + "".join(f"{t}\t{'neg' if i % 2 else 'pos'}\n" for i, t in enumerate(TEXTS)))
-    train = tmp_path / "train.tsv"
-    train.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in TRAIN))
+    data, train = _task_files(tmp_path)
     bundles = export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8", "int8-qat"],
                              seq_len=48, data=data, qad_data=train, qad_steps=20)
     out = tmp_path / "report"
@@ -368,10 +359,7 @@ def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outli
     from tinybert_edge.converters.bundle import load_bundle
     from tinybert_edge.converters.export import export_bundles
 
-    data = tmp_path / "dev.tsv"
-    data.write_text("text\tlabel\n" + "".join(f"{t}\t{'neg' if i % 2 else 'pos'}\n" for i, t in enumerate(TEXTS)))
-    train = tmp_path / "train.tsv"
-    train.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in TRAIN))
+    data, train = _task_files(tmp_path)
     import shutil
 
     from transformers import AutoModelForSequenceClassification
@@ -379,11 +367,8 @@ def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outli
     planted = tmp_path / "planted"
     shutil.copytree(tiny_classifier, planted)
     model = AutoModelForSequenceClassification.from_pretrained(planted)
-    with torch.no_grad():  # FFN channel 5 of layer 1 outputs ~40 after GELU, like a trained BERT's [CLS] outlier
-        ffn = model.bert.encoder.layer[1]
-        ffn.intermediate.dense.weight[5].zero_()
-        ffn.intermediate.dense.bias[5] = 40.0
-        ffn.output.dense.weight[:, 5] *= 0.05
+    # FFN channel 5 of layer 1 outputs ~40 after GELU, like a trained BERT's [CLS] outlier
+    plant_ffn_outlier(model.bert.encoder.layer[1])
     model.save_pretrained(planted)
     [b] = export_bundles(planted, tmp_path / "b", formats=["executorch"], quantizations=["int8-static"],
                          policy=SeqLenPolicy.make(48, dynamic=True), data=data, calibration_data=train,
