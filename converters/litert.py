@@ -62,7 +62,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                   text_pairs: list[str] | None = None, seq_len: int | None = None,
                   fmt: str = "tflite", keep_mask: bool = False, calibration_texts: list[str] | None = None,
                   calibration_text_pairs: list[str] | None = None, calibration_size: int = 128,
-                  weight_rounding: str = "nearest", calibration_ranges: str = "minmax",
+                  weight_rounding: str = "nearest", calibration_ranges: str | None = None,
                   layer_norm_rewrite: bool = True) -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
@@ -86,7 +86,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
             calibrate int16x8's and int8-static's activation ranges and GPTQ's Hessians; `calibration_size` of them
             are used (a seeded sample when there are more).
         weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
-        calibration_ranges: int16x8's and int8-static's range rule, "minmax" or "ema" (litert_static.quantize_static).
+        calibration_ranges: int16x8's and int8-static's range rule, "minmax", "ema" or "histogram"
+            (litert_static.calibrate_ranges); None: the scheme's own (int8-static "histogram",
+            int16x8 "minmax").
         layer_norm_rewrite: int16x8 only: split each LayerNorm's variance and rsqrt for int16
             (litert_static.prepare_layer_norms; the same function in float). False: the plain
             LayerNorm, for comparison.
@@ -109,7 +111,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
-    check_ranges(calibration_ranges)  # before the conversion, not after it
+    calibration_ranges = check_ranges(calibration_ranges, quantization)  # before the conversion, not after it
     if keep_mask and quantization in STATIC_SCHEMES:
         raise ExportError(f"{quantization} masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
                           "keep_mask is for the probes' keep-mask graph, not this one")

@@ -50,7 +50,7 @@ def test_int8_static_tflite_bundle_is_int8_but_add_and_norm_and_records_the_spli
     meta = json.loads((bundle / "metadata.json").read_text())
     q = meta["quantization"]
     assert meta["status"] == "passed" and q["name"] == "int8-static"
-    assert q["calibration"] == {"data": str(planted["train"]), "rows": 24, "ranges": "minmax"}
+    assert q["calibration"] == {"data": str(planted["train"]), "rows": 24, "ranges": "histogram"}
     assert "every op but LayerNorm, Add & Norm, attention matmuls, softmax and GELU" in q["recipe"], q["recipe"]
     split = {r["layer"].rsplit(".", 1)[-1]: r for r in q["ffn_outlier_split"]}
     assert split["1"]["channels"] == [5] and split["1"]["channel_max"][0] > 30, split
@@ -364,3 +364,56 @@ def test_int8_static_tflite_on_a_pair_task_calibrates_and_classifies_pairs(plant
                         for ids, types in tokenize(tok, ["a brilliant film", "awful"],
                                                    ["funny and warm", "a waste of time"], 32)])
     assert probs.shape == (2, len(LABELS)) and np.abs(probs - ref).max() < 0.1, (probs, ref)
+
+
+def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, tmp_path):
+    """int8-static's ranges (litert_static.histogram_ranges, ExecuTorch's histogram observer): the
+    same rows padded to 16 or to 48 tokens give the same ranges (within 5 %, the histogram's bins),
+    since only real tokens count, while min/max over the padded rows (the control) moves with the
+    padding; and the tensors that carry the mask bias (the bias and each layer's scores plus bias,
+    never past the softmax) keep their min/max, so a padded key stays masked."""
+    from tinybert_edge.converters.export import load_for_export, read_validation_data
+    from tinybert_edge.converters.litert_static import (MASK_BIAS, add_and_norm_scopes, calibrate_ranges,
+                                                        int8_static_recipe, mask_bias_tensors)
+    from tinybert_edge.converters.runtime import pad_row, tokenize
+
+    wrapper, tok, config = load_for_export(planted["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    train, _, _ = read_validation_data(planted["train"], config)
+    rows = [r for r in tokenize(tok, train, None, 48) if len(r[0]) <= 16][:24]
+    assert len(rows) >= 12
+
+    ranges = {}
+    for length in (16, 48):
+        model = _fp32_tflite(wrapper, tok, tmp_path / f"f{length}.tflite", length=length)
+        feeds = {"serving_default": [{f"args_{i}": a.astype(np.int32) for i, a in
+                                      enumerate(pad_row(*r, length, tok.pad_token_id))} for r in rows]}
+        rm = int8_static_recipe(add_and_norm_scopes(model, ("BATCH_MATMUL", "SOFTMAX", "GELU")))
+        ranges[length] = {rule: calibrate_ranges(model, rm, feeds, rule) for rule in ("minmax", "histogram")}
+        bias = mask_bias_tensors(model)
+        ops = _op_outputs(model)
+        softmax_inputs = {t["name"] for t, o in ops if o == "SOFTMAX"}
+        kinds = {t["name"]: o for t, o in ops}
+        # per layer: the scores plus bias feed the softmax; nothing after a softmax or a linear is in the set
+        assert len([n for n in bias if kinds.get(n) == "ADD"]) >= config.num_hidden_layers
+        assert not {n for n in bias if kinds.get(n) in ("SOFTMAX", "FULLY_CONNECTED", "BATCH_MATMUL")}
+        held = {n for n in bias if n in ranges[length]["minmax"]}
+        assert held, "no mask-bias tensor is calibrated"
+        for n in held:
+            for end in ("min", "max"):
+                assert ranges[length]["histogram"][n][end] == pytest.approx(ranges[length]["minmax"][n][end]), n
+        # the bias itself (and the scores plus bias) reach down to -MASK_BIAS
+        assert min(float(np.min(ranges[length]["histogram"][n]["min"])) for n in held) <= -MASK_BIAS / 2
+
+    def span(qsv):
+        return float(np.max(qsv["max"]) - np.min(qsv["min"]))
+
+    shared = sorted((set(ranges[16]["minmax"]) & set(ranges[48]["minmax"])) - mask_bias_tensors(
+        (tmp_path / "f48.tflite").read_bytes()))
+    shared = [n for n in shared if span(ranges[16]["minmax"][n]) > 0]  # not a constant (e.g. token types 0)
+    assert len(shared) > 20, shared
+    hist = [abs(span(ranges[48]["histogram"][n]) / span(ranges[16]["histogram"][n]) - 1) for n in shared]
+    minmax = [abs(span(ranges[48]["minmax"][n]) / span(ranges[16]["minmax"][n]) - 1) for n in shared]
+    print(f"relative range change 16 -> 48 tokens, max / mean over {len(shared)} tensors: histogram "
+          f"{max(hist):.3g} / {np.mean(hist):.3g}, min/max {max(minmax):.3g} / {np.mean(minmax):.3g}")
+    assert max(hist) < 0.05 and np.mean(hist) < 0.01, sorted(zip(hist, shared))[-3:]
+    assert max(minmax) > 0.1, "the control: min/max does not see the padding here, so the test shows nothing"

@@ -383,14 +383,28 @@ def test_int8_static_bundle_calibrates_on_calibration_data_and_records_the_outli
     assert b.validation.label_agreement is not None
 
 
-def test_int8_static_refuses_a_bucket_no_calibration_text_fits(tiny_classifier, tmp_path):
-    """Every calibration text is longer than the 16-token bucket: int8-static must not fall back to
-    a validation text for that bucket's ranges; one error names the bucket and the fix, and no
-    .pte is written."""
-    long_texts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(30)) for i in range(8)]
-    out = tmp_path / "x.pte"
-    with pytest.raises(ExportError, match="no calibration text fits the 16-token signature seq16.*--calibration-data"):
-        get_format("executorch").export(tiny_classifier, out, quantization="int8-static",
-                                        policy=SeqLenPolicy.make(48, buckets=[16, 48]), texts=TEXTS,
-                                        calibration_texts=long_texts, calibration_size=8)
-    assert not out.exists()
+def test_int8_static_buckets_take_the_unpadded_ranges_of_the_dynamic_length(tiny_classifier, tmp_path):
+    """int8-static calibrates once, on unpadded rows, for every method. Calibrated per bucket on
+    rows padded to it, XNNPACK's histogram observers fitted their ranges to the padding (the demo
+    student at buckets 32/64/128: 98.72 % agreement, 99.28 % with one unpadded calibration;
+    BENCHMARKS.md). So a bucketed .pte computes what the dynamic-length .pte calibrated on the
+    same texts computes, and a bucket that no calibration text fits (every text here is longer
+    than 16 tokens) still gets the real texts' ranges rather than none or a validation text's."""
+    import numpy as np
+
+    long_texts = [" ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(20 + i)) for i in range(12)]
+    fmt = get_format("executorch")
+    runs = {}
+    for name, policy in (("dynamic", SeqLenPolicy.make(48, dynamic=True)),
+                         ("buckets", SeqLenPolicy.make(48, buckets=[16, 48]))):
+        runs[name] = fmt.export(tiny_classifier, tmp_path / f"{name}.pte", quantization="int8-static",
+                                policy=policy, texts=TEXTS, calibration_texts=long_texts, calibration_size=12)
+    dyn, bkt = runs["dynamic"], runs["buckets"]
+    assert any(len(t.split()) < 14 for t in TEXTS), "no validation text runs in the 16-token bucket"
+    quantization_error = np.abs(dyn.artifact_logits - dyn.reference_logits).mean()
+    gap = np.abs(bkt.artifact_logits - dyn.artifact_logits).mean()
+    print(f"mean |logit| gap: bucketed vs dynamic {gap:.4g}, dynamic vs fp32 {quantization_error:.4g}")
+    # measured: 0.085x here; per-bucket calibration on padded rows (before, with calibration texts it
+    # could fit) 0.35x, and this way 0.04x, on the same model
+    assert gap < 0.15 * quantization_error, (gap, quantization_error)
+    assert (bkt.artifact_logits.argmax(1) == dyn.artifact_logits.argmax(1)).all()
