@@ -19,7 +19,8 @@ Full-integer: "int16x8" (int16 activations, int8 weights, for NPU delegates; lit
 is calibrated on real texts other than the validation texts. "int8-static" (static int8
 activations and weights for every linear; LayerNorm, the Add & Norm adds, the attention matmuls,
 softmax and GELU in float; the FFN outlier channels split off: ExecuTorch's int8-static rule) is
-calibrated the same way. Weight rounding "gptq" (gptq.py) rounds
+calibrated on them too, with ExecuTorch's histogram ranges over the real tokens (litert_static.
+histogram_ranges). Weight rounding "gptq" (gptq.py) rounds
 the int8 weights of "int8" and "int16x8" to minimise each linear's output error on calibration
 texts instead of to the nearest step; the artifact is still held against the unrounded model.
 """
