@@ -11,7 +11,8 @@ int8-static: the same with static activation ranges calibrated on real training 
     the residual add before it ("Add & Norm") stay fp32, and the FFN output linear's outlier
     input channels get their own range (see qat.py for why).
 int8-qat: static int8 after quantization-aware distillation (qat.py) on training texts, with
-    the fp32 model as teacher; dynamic sequence length only (unpadded rows, see qat.py).
+    the fp32 model as teacher, on unpadded rows (see qat.py); every method, bucketed or fixed, is
+    traced from the one converted graph.
 
 Why not ExecuTorch's quantized_decomposed::embedding_byte op: the pip runtime's kernel library
 does not register it, so a .pte using it could not be validated on the host. The int8 table is
@@ -174,7 +175,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     Raises:
         ExportError: unknown quantization, bad policy, missing package, a failed lowering, a
             matmul left outside the XNNPACK delegate, fewer calibration texts than asked, or
-            int8-qat without training texts or with a padded (fixed or bucketed) length.
+            int8-qat without training texts.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
@@ -186,7 +187,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     # validation texts never set the ranges they are judged on; the Python API may still pass none
     static_from_calibration = quantization == "int8-static" and bool(calibration_texts)
     n_static = len(calibration_texts) if static_from_calibration else len(texts or DEFAULT_TEXTS)
-    check_quantization_request(quantization, policy, n_static, calibration_size, bool(qad_texts),
+    check_quantization_request(quantization, n_static, calibration_size, bool(qad_texts),
                                qad)
     check_weight_rounding(weight_rounding, quantization, ("int8",))
     if weight_rounding == "gptq":

@@ -81,13 +81,12 @@ class QadSettings:
             raise ExportError(f"batch size {self.batch_size} and learning rate {self.learning_rate} must be positive")
 
 
-def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts: int, calibration_size: int,
-                               has_qad_texts: bool, qad: QadSettings | None = None) -> None:
+def check_quantization_request(quantization: str, n_texts: int, calibration_size: int, has_qad_texts: bool,
+                               qad: QadSettings | None = None) -> None:
     """Refuse a static-int8 request that cannot work, before anything is exported.
 
     Args:
         quantization: the scheme asked for ("int8-static" and "int8-qat" are checked).
-        policy: the artifact's sequence-length policy.
         n_texts: how many texts int8-static can calibrate on (--calibration-data's, or the
             check texts when a Python caller gives none).
         calibration_size: how many of them int8-static calibrates on.
@@ -104,10 +103,8 @@ def check_quantization_request(quantization: str, policy: SeqLenPolicy, n_texts:
             raise ExportError(f"int8-static calibrates on {calibration_size} texts but only {n_texts} were given; pass "
                               "a larger --calibration-data file (the training split) or a smaller --calibration-size")
     if quantization == "int8-qat":
-        if policy.kind != "dynamic":
-            raise ExportError(f"int8-qat needs the dynamic sequence length (ExecuTorch's default), not {policy.kind}: "
-                              "padded rows put softmax mass on padding that static int8 cannot hold; drop "
-                              "--fixed/--buckets")
+        # any length policy: QAD trains on unpadded rows and every method is traced from the one
+        # converted graph, as int8-static's ranges are (executorch._static_on_unpadded_rows)
         if not has_qad_texts:
             raise ExportError("int8-qat trains the student through int8 fake quantization on texts: pass the task's "
                               "training file with --qad-data TRAIN (labels are not needed)")
@@ -828,7 +825,7 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     for spec in specs:  # every static-int8 request is checked before the first bundle is written
         for q in quantizations:
             n = len(calibration[0]) if q in spec.calibrated and calibration[0] else len(texts or DEFAULT_TEXTS)
-            check_quantization_request(q, policies[spec.name], n, calibration_size, qad_data is not None, qad)
+            check_quantization_request(q, n, calibration_size, qad_data is not None, qad)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]

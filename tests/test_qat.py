@@ -192,11 +192,14 @@ def test_qad_stays_near_post_training_static_int8_and_repeats_exactly(tiny_class
         assert 0 < error(a) < 2.0 * error(ptq), (error(a), error(ptq))
 
 
-def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path):
+@pytest.mark.parametrize("policy", [SeqLenPolicy.make(48, dynamic=True), SeqLenPolicy.make(48, buckets=[16, 48])],
+                         ids=["dynamic", "buckets"])
+def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path, policy):
+    """int8-qat at the dynamic length and at buckets (QAD trains on unpadded rows; every bucket is
+    traced from the one converted graph): int8 sizes, the .pte tracks fp32, every matmul delegated."""
     from tinybert_edge.converters.qat import QadSettings
 
     fmt = get_format("executorch")
-    policy = SeqLenPolicy.make(48, dynamic=True)
     r = fmt.export(tiny_classifier, tmp_path / "qat.pte", quantization="int8-qat", policy=policy, texts=TEXTS,
                    qad_texts=TRAIN, qad=QadSettings(steps=30, learning_rate=1e-5, batch_size=8,
                                                    freeze_observers_after=15))
@@ -204,6 +207,8 @@ def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path):
     assert r.size_bytes < 0.7 * fp32.size_bytes  # int8 weights; the tiny model's fixed costs weigh more
     assert r.details["quantization_aware_distillation"]["steps"] == 30
     assert "quantization-aware distillation" in r.details["recipe"]
+    assert [s["name"] for s in r.details["signatures"]] == (["forward"] if policy.kind == "dynamic" else
+                                                            ["seq16", "seq48"])
     # the tiny random model's logits sit near zero, so labels can flip; the scores must still track fp32
     assert r.parity.sqnr_db > 10.0, r.parity
     assert not [op for op in r.details["ops_outside_delegate"] if op.split(".")[-1] in ("mm", "bmm", "linear")]
@@ -211,9 +216,6 @@ def test_int8_qat_pte_runs_what_it_exported(tiny_classifier, tmp_path):
 
 def test_bad_quantization_requests(tiny_classifier, tmp_path):
     fmt = get_format("executorch")
-    with pytest.raises(ExportError, match="needs the dynamic sequence length"):
-        fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-qat", policy=SeqLenPolicy.make(48),
-                   texts=TEXTS, qad_texts=TRAIN)
     with pytest.raises(ExportError, match="--qad-data"):
         fmt.export(tiny_classifier, tmp_path / "x.pte", quantization="int8-qat",
                    policy=SeqLenPolicy.make(48, dynamic=True), texts=TEXTS)
@@ -238,9 +240,9 @@ def test_bad_quantization_requests(tiny_classifier, tmp_path):
     # a bad request after a good one: refused before the good one's bundle is written
     qad_file = tmp_path.parent / f"{tmp_path.name}-train.tsv"
     qad_file.write_text("text\n" + "".join(f"{t}\n" for t in TRAIN))
-    with pytest.raises(ExportError, match="needs the dynamic sequence length"):
+    with pytest.raises(ExportError, match="needs at least 1 step.*--qad-steps"):
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["int8", "int8-qat"],
-                       policy=SeqLenPolicy.make(48), qad_data=qad_file)
+                       policy=SeqLenPolicy.make(48), qad_data=qad_file, qad_steps=0)
     with pytest.raises(ExportError, match="executorch int8-static calibrate.*--calibration-data TRAIN"):
         export_bundles(tiny_classifier, tmp_path / "b", formats=["executorch"], quantizations=["none", "int8-static"],
                        seq_len=48)
