@@ -99,28 +99,39 @@ def _dynamic_int8(exported, calibration: list[tuple], sample: tuple, dynamic: bo
     return _export(convert_pt2e(prepared), sample, dynamic, max_len)
 
 
+def _tracing_sample(rows: list[tuple[list[int], list[int]]], length: int, tok) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(a) for a in pad_row(*sample_row(rows, length, tok.sep_token_id), length,
+                                                       tok.pad_token_id))
+
+
 def _static_on_unpadded_rows(module: nn.Module, calibration_rows: list[tuple[list[int], list[int]]],
                              rows: list[tuple[list[int], list[int]]], tok, max_len: int) -> nn.Module:
-    """Static int8 ranges calibrated once, on unpadded rows, for every method: dynamic, fixed or bucketed.
+    """Static int8 ranges calibrated once, on unpadded rows, for every method: dynamic, fixed or
+    bucketed.
 
     XNNPACK's quantizer sets each static range with a histogram observer that picks the clipping
     range minimising the error over every value it saw. Calibrating a bucket on rows padded to it
-    fills that histogram with padded positions (58 % of the values at 64 tokens for
-    Rotten Tomatoes' training texts), so the ranges fit the padding, which the mask then throws away. Calibrating
-    the dynamic-length graph on unpadded rows and tracing each length from the converted graph
-    gives every bucket the ranges of real tokens (and all the texts, not only those that fit it).
-    Measured on the demo student at buckets 32/64/128: 98.72 % agreement calibrated per bucket on
-    padded rows, 99.28 % this way (BENCHMARKS.md).
+    fills that histogram with padded positions (58 % of the values at 64 tokens for Rotten
+    Tomatoes' training texts), so the ranges fit the padding, which the mask then throws away.
+    Calibrating the dynamic-length graph on unpadded rows and tracing each length from the
+    converted graph gives every bucket the ranges of real tokens (and all the texts, not only
+    those that fit it). Measured on the demo student at buckets 32/64/128: 98.72 % agreement
+    calibrated per bucket on padded rows, 99.28 % this way (BENCHMARKS.md).
+
+    Args:
+        module: the exportable classifier (int8 embeddings and FFN split already applied).
+        calibration_rows: tokenized calibration texts, each run at its own length.
+        rows: tokenized check texts (one traces the graph).
+        tok: the tokenizer (pad and [SEP] ids).
+        max_len: the longest sequence the artifact takes.
 
     Returns:
         The converted (quantize/dequantize) module, traceable at any length up to max_len.
     """
-    sample = tuple(torch.from_numpy(a) for a in pad_row(*sample_row(rows, max_len, tok.sep_token_id), max_len,
-                                                         tok.pad_token_id))
-    prepared = prepare_pt2e(_export(module, sample, True, max_len).module(), static_int8_quantizer(qat=False))
-    for ids, types in calibration_rows:
-        n = max(len(ids), 2)
-        prepared(*(torch.from_numpy(a) for a in pad_row(ids, types, n, tok.pad_token_id)))
+    prepared = prepare_pt2e(_export(module, _tracing_sample(rows, max_len, tok), True, max_len).module(),
+                            static_int8_quantizer(qat=False))
+    for inputs in unpadded_inputs(calibration_rows, tok.pad_token_id):
+        prepared(*inputs)
     return convert_pt2e(prepared)
 
 
@@ -237,8 +248,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             if quantization == "int8-static":  # one set of ranges, from unpadded rows, for every method
                 static_int8 = _static_on_unpadded_rows(module, static_rows[:calibration_size], rows, tok, policy.max_len)
             for method, length in method_names(policy):
-                sample = tuple(torch.from_numpy(a) for a in
-                               pad_row(*sample_row(rows, length, tok.sep_token_id), length, tok.pad_token_id))
+                sample = _tracing_sample(rows, length, tok)
                 if static_int8 is not None:
                     programs[method] = _export(static_int8, sample, dynamic, policy.max_len)
                     continue
@@ -284,6 +294,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                **({"quantization_aware_distillation": qad_summary} if qad_summary else {}),
                **({"weight_rounding": rounding} if rounding else {}),
                **({"ffn_outlier_split": ffn_split} if ffn_split is not None else {}),
-               **({"calibration": {"rows": len(static_rows)}} if static_from_calibration else {})}
+               # XNNPACK's quantizer observes static ranges with histogram observers
+               **({"calibration": {"rows": len(static_rows), "ranges": "histogram"}}
+                  if static_from_calibration else {})}
     return ExportResult("executorch", quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

@@ -98,8 +98,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
 
     Raises:
-        ExportError: unknown quantization, bad policy, missing runtime, a failed conversion, or
-            int16x8/int8-static/gptq with fewer calibration texts than `calibration_size`.
+        ExportError: unknown quantization, bad policy, missing runtime, a failed conversion,
+            int16x8/int8-static/gptq with fewer calibration texts than `calibration_size`, or an
+            unknown `calibration_ranges` ("histogram" included for int16x8).
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:

@@ -134,6 +134,10 @@ def test_calibration_texts_set_the_ranges_and_the_same_texts_give_the_same_file(
     with pytest.raises(ExportError, match="unknown calibration ranges 'p99'"):
         export_tflite(five_class["model"], tmp_path / "x.tflite", quantization="int16x8", seq_len=32, texts=texts,
                       calibration_texts=cal_a, calibration_size=24, calibration_ranges="p99")
+    # histogram ranges are int8 ranges (int8-static's default), not int16x8's
+    with pytest.raises(ExportError, match="histogram ranges are chosen for int8.*int16x8 takes minmax or ema"):
+        export_tflite(five_class["model"], tmp_path / "x.tflite", quantization="int16x8", seq_len=32, texts=texts,
+                      calibration_texts=cal_a, calibration_size=24, calibration_ranges="histogram")
     assert not (tmp_path / "x.tflite").exists()
 
 

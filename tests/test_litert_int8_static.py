@@ -373,8 +373,8 @@ def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, t
     padding; and the tensors that carry the mask bias (the bias and each layer's scores plus bias,
     never past the softmax) keep their min/max, so a padded key stays masked."""
     from tinybert_edge.converters.export import load_for_export, read_validation_data
-    from tinybert_edge.converters.litert_static import (MASK_BIAS, add_and_norm_scopes, calibrate_ranges,
-                                                        int8_static_recipe, mask_bias_tensors)
+    from tinybert_edge.converters.litert_static import (FLOAT_OP_KINDS, MASK_BIAS, add_and_norm_scopes,
+                                                        calibrate_ranges, int8_static_recipe, mask_bias_tensors)
     from tinybert_edge.converters.runtime import pad_row, tokenize
 
     wrapper, tok, config = load_for_export(planted["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
@@ -387,7 +387,7 @@ def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, t
         model = _fp32_tflite(wrapper, tok, tmp_path / f"f{length}.tflite", length=length)
         feeds = {"serving_default": [{f"args_{i}": a.astype(np.int32) for i, a in
                                       enumerate(pad_row(*r, length, tok.pad_token_id))} for r in rows]}
-        rm = int8_static_recipe(add_and_norm_scopes(model, ("BATCH_MATMUL", "SOFTMAX", "GELU")))
+        rm = int8_static_recipe(add_and_norm_scopes(model, FLOAT_OP_KINDS))
         ranges[length] = {rule: calibrate_ranges(model, rm, feeds, rule) for rule in ("minmax", "histogram")}
         bias = mask_bias_tensors(model)
         ops = _op_outputs(model)
@@ -417,3 +417,23 @@ def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, t
           f"{max(hist):.3g} / {np.mean(hist):.3g}, min/max {max(minmax):.3g} / {np.mean(minmax):.3g}")
     assert max(hist) < 0.05 and np.mean(hist) < 0.01, sorted(zip(hist, shared))[-3:]
     assert max(minmax) > 0.1, "the control: min/max does not see the padding here, so the test shows nothing"
+
+
+def test_real_tokens_cuts_only_unambiguous_token_axes():
+    """histogram_ranges' padding rule: the token axis of (1, L, H), (h, L, d) and (1, L, 1, H), both
+    axes of a (h, L, L) score tensor; nothing where a head count or a width equals L (cutting the
+    wrong axis would leave heads unobserved), nor a lone last axis (the mask, the logits)."""
+    from tinybert_edge.converters.litert_static import real_tokens
+
+    L, real = 16, 5
+    for shape, kept in [((1, L, 24), (1, real, 24)), ((12, L, 26), (12, real, 26)), ((1, L, 1, 24), (1, real, 1, 24)),
+                        ((12, L, L), (12, real, real)), ((1, 12, L, L), (1, 12, real, real)),
+                        ((1, 1, 1, L), (1, 1, 1, L)), ((1, 5), (1, 5)),
+                        ((L, L, 26), (L, L, 26)), ((1, L, L, 26), (1, L, L, 26)), ((L, L, L), (L, L, L))]:
+        x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        got = real_tokens(x, L, real)
+        assert got.shape == kept, (shape, got.shape)
+        if kept == shape:
+            assert got is x
+    x = np.arange(L * 3, dtype=np.float32).reshape(1, L, 3)
+    np.testing.assert_array_equal(real_tokens(x, L, real), x[:, :real])
