@@ -408,10 +408,11 @@ def real_tokens(x: np.ndarray, length: int, real: int) -> np.ndarray:
     (unpadded) tokens, where its token axes are unambiguous.
 
     A tensor with one axis of size `length`, not the last, has that axis as its tokens ((1, L, H),
-    (h, L, d), (1, L, 1, H)); one whose last two axes (and only those) are `length` is a score
-    tensor (queries x keys), cut on both. Any other tensor is returned whole: with a head count or
-    a width equal to `length`, the token axis cannot be told apart, and clipping the wrong axis
-    would leave heads or channels unobserved.
+    (h, L, d), (1, L, 1, H)); one whose last two axes (and only those) are `length`, behind a
+    heads axis, is a score tensor (queries x keys: (h, L, L), (1, h, L, L)), cut on both. Any
+    other tensor is returned whole: where a head count or a width equals `length` ((1, L, L) is a
+    hidden state of width L as well as one head's scores) the token axis cannot be told apart,
+    and cutting the wrong axis would leave heads or channels unobserved.
 
     Args:
         x: the tensor's value for one row.
@@ -424,7 +425,7 @@ def real_tokens(x: np.ndarray, length: int, real: int) -> np.ndarray:
     axes = [i for i, d in enumerate(x.shape) if d == length]
     if len(axes) == 1 and axes[0] != x.ndim - 1:
         return np.take(x, np.arange(real), axis=axes[0])
-    if axes == [x.ndim - 2, x.ndim - 1]:
+    if axes == [x.ndim - 2, x.ndim - 1] and math.prod(x.shape[:-2]) > 1:
         return x[..., :real, :real]
     return x
 

@@ -368,7 +368,7 @@ def test_int8_static_tflite_on_a_pair_task_calibrates_and_classifies_pairs(plant
 
 def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, tmp_path):
     """int8-static's ranges (litert_static.histogram_ranges, ExecuTorch's histogram observer): the
-    same rows padded to 16 or to 48 tokens give the same ranges (within 5 %, the histogram's bins),
+    same rows padded to 16 or to 40 tokens give the same ranges (within 1 %; measured identical),
     since only real tokens count, while min/max over the padded rows (the control) moves with the
     padding; and the tensors that carry the mask bias (the bias and each layer's scores plus bias,
     never past the softmax) keep their min/max, so a padded key stays masked."""
@@ -379,11 +379,11 @@ def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, t
 
     wrapper, tok, config = load_for_export(planted["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
     train, _, _ = read_validation_data(planted["train"], config)
-    rows = [r for r in tokenize(tok, train, None, 48) if len(r[0]) <= 16][:24]
+    rows = [r for r in tokenize(tok, train, None, 40) if len(r[0]) <= 16][:24]
     assert len(rows) >= 12
 
     ranges = {}
-    for length in (16, 48):
+    for length in (16, 40):  # not a width of the tiny model (48, 64, 12, 4)
         model = _fp32_tflite(wrapper, tok, tmp_path / f"f{length}.tflite", length=length)
         feeds = {"serving_default": [{f"args_{i}": a.astype(np.int32) for i, a in
                                       enumerate(pad_row(*r, length, tok.pad_token_id))} for r in rows]}
@@ -407,29 +407,31 @@ def test_histogram_ranges_ignore_padding_and_keep_the_mask_bias_whole(planted, t
     def span(qsv):
         return float(np.max(qsv["max"]) - np.min(qsv["min"]))
 
-    shared = sorted((set(ranges[16]["minmax"]) & set(ranges[48]["minmax"])) - mask_bias_tensors(
-        (tmp_path / "f48.tflite").read_bytes()))
+    shared = sorted((set(ranges[16]["minmax"]) & set(ranges[40]["minmax"])) - mask_bias_tensors(
+        (tmp_path / "f40.tflite").read_bytes()))
     shared = [n for n in shared if span(ranges[16]["minmax"][n]) > 0]  # not a constant (e.g. token types 0)
     assert len(shared) > 20, shared
-    hist = [abs(span(ranges[48]["histogram"][n]) / span(ranges[16]["histogram"][n]) - 1) for n in shared]
-    minmax = [abs(span(ranges[48]["minmax"][n]) / span(ranges[16]["minmax"][n]) - 1) for n in shared]
-    print(f"relative range change 16 -> 48 tokens, max / mean over {len(shared)} tensors: histogram "
+    hist = [abs(span(ranges[40]["histogram"][n]) / span(ranges[16]["histogram"][n]) - 1) for n in shared]
+    minmax = [abs(span(ranges[40]["minmax"][n]) / span(ranges[16]["minmax"][n]) - 1) for n in shared]
+    print(f"relative range change 16 -> 40 tokens, max / mean over {len(shared)} tensors: histogram "
           f"{max(hist):.3g} / {np.mean(hist):.3g}, min/max {max(minmax):.3g} / {np.mean(minmax):.3g}")
-    assert max(hist) < 0.05 and np.mean(hist) < 0.01, sorted(zip(hist, shared))[-3:]
+    assert max(hist) < 0.01, sorted(zip(hist, shared))[-3:]
     assert max(minmax) > 0.1, "the control: min/max does not see the padding here, so the test shows nothing"
 
 
 def test_real_tokens_cuts_only_unambiguous_token_axes():
     """histogram_ranges' padding rule: the token axis of (1, L, H), (h, L, d) and (1, L, 1, H), both
-    axes of a (h, L, L) score tensor; nothing where a head count or a width equals L (cutting the
-    wrong axis would leave heads unobserved), nor a lone last axis (the mask, the logits)."""
+    axes of a (h, L, L) score tensor; nothing where a head count or a width equals L, (1, L, L)
+    included (a hidden state of width L: cutting the wrong axis would leave channels or heads
+    unobserved), nor a lone last axis (the mask, the logits)."""
     from tinybert_edge.converters.litert_static import real_tokens
 
     L, real = 16, 5
     for shape, kept in [((1, L, 24), (1, real, 24)), ((12, L, 26), (12, real, 26)), ((1, L, 1, 24), (1, real, 1, 24)),
                         ((12, L, L), (12, real, real)), ((1, 12, L, L), (1, 12, real, real)),
                         ((1, 1, 1, L), (1, 1, 1, L)), ((1, 5), (1, 5)),
-                        ((L, L, 26), (L, L, 26)), ((1, L, L, 26), (1, L, L, 26)), ((L, L, L), (L, L, L))]:
+                        ((L, L, 26), (L, L, 26)), ((1, L, L, 26), (1, L, L, 26)), ((L, L, L), (L, L, L)),
+                        ((1, L, L), (1, L, L)), ((L, L), (L, L))]:
         x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
         got = real_tokens(x, L, real)
         assert got.shape == kept, (shape, got.shape)
