@@ -244,14 +244,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     programs = {}
     try:
         with quiet_native_output(), torch.no_grad():
-            static_int8 = None
             if quantization == "int8-static":  # one set of ranges, from unpadded rows, for every method
-                static_int8 = _static_on_unpadded_rows(module, static_rows[:calibration_size], rows, tok, policy.max_len)
+                module = _static_on_unpadded_rows(module, static_rows[:calibration_size], rows, tok, policy.max_len)
+            # int8-static and int8-qat: `module` is now the converted graph, traced at each method's length
             for method, length in method_names(policy):
                 sample = _tracing_sample(rows, length, tok)
-                if static_int8 is not None:
-                    programs[method] = _export(static_int8, sample, dynamic, policy.max_len)
-                    continue
                 ep = _export(module, sample, dynamic, policy.max_len)
                 if quantization == "int8":
                     # dynamic activation ranges need no statistics; a few passes only build the observers

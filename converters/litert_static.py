@@ -223,6 +223,11 @@ def int16x8_recipe() -> recipe_manager.RecipeManager:
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+def _text(value) -> str:
+    """A flatbuffer string (tensor name, signature key): bytes or str depending on the reader."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _op_kind(model, op) -> str:
     """The builtin name of a flatbuffer op ("ADD", ...; "CUSTOM" for others)."""
     code = model.operatorCodes[op.opcodeIndex]
@@ -264,8 +269,7 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
     chosen, others = set(), set()
     for graph in m.subgraphs:
         def name(t):
-            n = graph.tensors[t].name
-            return n.decode() if isinstance(n, bytes) else n
+            return _text(graph.tensors[t].name)
         kinds, consumers = {}, {}
         for op in graph.operators:
             kinds[id(op)] = _op_kind(m, op)
@@ -392,14 +396,11 @@ def mask_bias_tensors(model: bytes) -> set[str]:
     names = set()
     for sig in m.signatureDefs:
         graph = m.subgraphs[sig.subgraphIndex]
-        reached = {int(t.tensorIndex) for t in sig.inputs
-                   if (t.name.decode() if isinstance(t.name, bytes) else t.name) == MASK_INPUT}
+        reached = {int(t.tensorIndex) for t in sig.inputs if _text(t.name) == MASK_INPUT}
         for op in graph.operators:  # flatbuffer order is an execution order
             if _op_kind(m, op) != "SOFTMAX" and any(int(t) in reached for t in op.inputs):
                 reached.update(int(t) for t in op.outputs)
-        for t in reached:
-            n = graph.tensors[t].name
-            names.add(n.decode() if isinstance(n, bytes) else n)
+        names.update(_text(graph.tensors[t].name) for t in reached)
     return names
 
 
@@ -550,6 +551,5 @@ def op_dtypes_by_signature(model: bytes) -> dict[str, dict[str, dict[str, int]]]
         counts: dict[str, Counter] = {}
         for op in graph.operators:
             counts.setdefault(dtypes[graph.tensors[op.outputs[0]].type], Counter())[_op_kind(m, op)] += 1
-        key = sig.signatureKey.decode() if isinstance(sig.signatureKey, bytes) else sig.signatureKey
-        out[key] = {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
+        out[_text(sig.signatureKey)] = {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
     return out
