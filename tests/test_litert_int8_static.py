@@ -439,3 +439,25 @@ def test_real_tokens_cuts_only_unambiguous_token_axes():
             assert got is x
     x = np.arange(L * 3, dtype=np.float32).reshape(1, L, 3)
     np.testing.assert_array_equal(real_tokens(x, L, real), x[:, :real])
+
+
+def test_histogram_ranges_refuse_a_feed_without_its_mask(planted, tmp_path):
+    """histogram_ranges tells real tokens from padding by the attention mask (args_1): a feed
+    without it, or with more than one row, is one ExportError naming the input."""
+    from tinybert_edge.converters.export import load_for_export
+    from tinybert_edge.converters.litert_static import (FLOAT_OP_KINDS, MASK_BIAS, add_and_norm_scopes,
+                                                        calibrate_ranges, histogram_ranges, int8_static_recipe)
+    from tinybert_edge.converters.runtime import ExportError, pad_row, tokenize
+
+    wrapper, tok, _ = load_for_export(planted["model"], probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    model = _fp32_tflite(wrapper, tok, tmp_path / "f.tflite", length=16)
+    feed = {f"args_{i}": a.astype(np.int32) for i, a in
+            enumerate(pad_row(*tokenize(tok, ["a brilliant film"], None, 16)[0], 16, tok.pad_token_id))}
+    rm = int8_static_recipe(add_and_norm_scopes(model, FLOAT_OP_KINDS))
+    qsvs = calibrate_ranges(model, rm, {"serving_default": [feed]}, "minmax")
+    no_mask = {k: v for k, v in feed.items() if k != "args_1"}
+    with pytest.raises(ExportError, match=r"attention mask args_1 of shape \(1, L\).*got None"):
+        histogram_ranges(model, {"serving_default": [no_mask]}, qsvs)
+    two_rows = {k: np.concatenate([v, v]) for k, v in feed.items()}
+    with pytest.raises(ExportError, match=r"attention mask args_1 of shape \(1, L\).*got \(2, 16\)"):
+        histogram_ranges(model, {"serving_default": [two_rows]}, qsvs)
