@@ -105,12 +105,13 @@ def _dynamic(seq_len: int) -> SeqLenPolicy:
 
 FORMATS: dict[str, FormatSpec] = {
     "executorch": FormatSpec("executorch", ".pte", ("none", "int8", "int8-static", "int8-qat"), ("fixed", "dynamic", "buckets"),
-                             "executorch", _pte, _pte_runner, _dynamic, gptq=("int8",),
+                             "executorch", _pte, _pte_runner, _dynamic, gptq=("int8", "int8-static"),
                              calibrated=("int8-static",)),
     # int16x8: full-integer (int16 activations, int8 weights) for NPU delegates; int8-static: static
     # int8, with what ExecuTorch's int8-static keeps in fp32 in float; see litert_static.py
     "tflite": FormatSpec("tflite", ".tflite", ("none", "int8", "int16x8", "int8-static"), ("fixed", "buckets"),
-                         "ai-edge-litert", _tflite, _tflite_runner, default_buckets, gptq=("int8", "int16x8"),
+                         "ai-edge-litert", _tflite, _tflite_runner, default_buckets,
+                         gptq=("int8", "int16x8", "int8-static"),
                          calibrated=("int16x8", "int8-static")),
     # LiteRT with one fixed-length signature: what MediaPipe Tasks' TextClassifier loads as is
     # (int16x8 loads and runs in MediaPipe 1.2.2's TextClassifier: tests/test_int16x8.py)

@@ -73,6 +73,12 @@ class Int8RowwiseEmbedding(nn.Module):
         return rows.to(torch.float32) * nn.functional.embedding(ids, self.scale)
 
 
+# The XNNPACK quantizer's weight observers floor every per-channel scale at 2^-12 (their eps), so a
+# row whose weights all stay under 127 * 2^-12 = 0.031 (most of a TinyBERT pooler's rows) is stored
+# on that coarser grid; GPTQ rounds onto the same grid (gptq.per_channel_scale).
+XNNPACK_WEIGHT_EPS = 2.0 ** -12
+
+
 def _word_embeddings_owner(model: nn.Module):
     emb = model.get_input_embeddings()
     for module in model.modules():
@@ -177,8 +183,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             calibrate GPTQ and int8-static's ranges and FFN outlier split (`calibration_size` of
             them, a seeded sample when there are more; int8-static without them calibrates on the
             first `calibration_size` of `texts`).
-        weight_rounding: "nearest", or "gptq" (int8 only; export.gptq_round_rows). The artifact
-            is still held against the unrounded model.
+        weight_rounding: "nearest", or "gptq" (int8 and int8-static; export.gptq_round_rows, after
+            int8-static's FFN outlier split). The artifact is still held against the unrounded model.
 
     Returns:
         ExportResult; details hold the operators left outside XNNPACK.
@@ -200,7 +206,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     n_static = len(calibration_texts) if static_from_calibration else len(texts or DEFAULT_TEXTS)
     check_quantization_request(quantization, n_static, calibration_size, bool(qad_texts),
                                qad)
-    check_weight_rounding(weight_rounding, quantization, ("int8",))
+    check_weight_rounding(weight_rounding, quantization, ("int8", "int8-static"))
     if weight_rounding == "gptq":
         calibration_texts, calibration_text_pairs = calibration_sample(calibration_texts, calibration_text_pairs,
                                                                        calibration_size, "GPTQ")
@@ -221,10 +227,6 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         module = copy.deepcopy(wrapper)
         owner, name = _word_embeddings_owner(module.model)
         setattr(owner, name, Int8RowwiseEmbedding(getattr(owner, name)))
-    rounding = None
-    if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
-        rounding = gptq_round_rows(module.model, tokenize(tok, calibration_texts, calibration_text_pairs,
-                                                          policy.max_len), tok.pad_token_id)
     dynamic = policy.kind == "dynamic"
     qad_summary = None
     ffn_split = None
@@ -237,6 +239,12 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                                             "int8-qat's FFN outlier split")
             split_rows = tokenize(tok, *qad_sample, policy.max_len)
         ffn_split = split_ffn_outliers(module, unpadded_inputs(split_rows, tok.pad_token_id))
+    rounding = None
+    if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
+        # after the outlier split, so that each half of a split FFN output linear is rounded on its own
+        # per-channel grid (the quantizer gives each half its own weight scales)
+        rounding = gptq_round_rows(module, tokenize(tok, calibration_texts, calibration_text_pairs, policy.max_len),
+                                   tok.pad_token_id, min_scale=XNNPACK_WEIGHT_EPS)
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,

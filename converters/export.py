@@ -35,7 +35,7 @@ from tinybert_edge.models import check_classifier, load_classifier, load_config,
 from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
-from .gptq import gptq_round_model
+from .gptq import NonFiniteHessian, gptq_round_model
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, tokenize
 
 DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
@@ -164,21 +164,25 @@ def calibration_sample(texts: list[str] | None, pairs: list[str] | None, size: i
 
 
 def gptq_round_rows(model: nn.Module, rows: list[tuple[list[int], list[int]]], pad_id: int,
-                    batch_size: int = 32) -> dict:
+                    batch_size: int = 32, min_scale: float = 0.0) -> dict:
     """GPTQ-round `model`'s linear weights in place, calibrated on tokenized real rows.
 
     Args:
-        model: the HF classifier inside the export wrapper (eval mode).
+        model: the export wrapper (ExportableClassifier, eval mode), not the HF classifier inside
+            it: the wrapper turns the 0/1 mask into what the model's attention takes (a keep mask
+            for int8-static's keep-mask attention, on which HF's own additive mask gives NaN).
         rows: (ids, token types) of the calibration texts, not the validation texts.
         pad_id: the tokenizer's padding id.
         batch_size: rows per calibration batch (each padded to its longest row).
+        min_scale: the format's floor on a weight row's int8 scale (ExecuTorch's XNNPACK quantizer:
+            2^-12; gptq.per_channel_scale), so that the rounding lands on the grid it stores.
 
     Returns:
         What goes into the artifact's details: the method, rows, tokens, linears and how many
         weight rows a per-channel quantizer stores exactly as GPTQ rounded them.
 
     Raises:
-        ExportError: no calibration rows.
+        ExportError: no calibration rows, or calibration activations that are not finite.
     """
     if not rows:
         raise ExportError("GPTQ needs calibration texts; pass --calibration-data TRAIN")
@@ -192,9 +196,14 @@ def gptq_round_rows(model: nn.Module, rows: list[tuple[list[int], list[int]]], p
         parts = [pad_row(ids, types, length, pad_id) for ids, types in chunk]
         ids, mask, types = (torch.from_numpy(np.concatenate([p[j] for p in parts])) for j in range(3))
         batches.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
-    report = gptq_round_model(model, batches)
+    try:
+        report = gptq_round_model(model, batches, min_scale=min_scale)
+    except NonFiniteHessian as e:
+        raise ExportError(f"GPTQ cannot round {e}; export with --weight-rounding nearest, and check that the "
+                          "fp32 model's outputs are finite on the calibration texts") from None
     return {"method": "gptq", "calibration_rows": len(rows), "tokens": report.tokens, "linears": len(report.linears),
-            "exact_rows": report.exact_rows, "rows": report.rows, "damp": 0.01, "act_order": True}
+            "exact_rows": report.exact_rows, "rows": report.rows, "damp": 0.01, "act_order": True,
+            **({"min_scale": min_scale} if min_scale else {})}
 
 
 def _write_self_test(tmp: Path, spec, r, tok, labels, texts, text_pairs) -> dict:

@@ -51,31 +51,38 @@ class GptqReport:
     output_error: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def per_channel_scale(weight: torch.Tensor, bits: int = 8) -> torch.Tensor:
+class NonFiniteHessian(ValueError):
+    """A linear's input Hessian holds NaN or inf: its calibration inputs were not finite."""
+
+
+def per_channel_scale(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
     """Symmetric per-output-channel scale, max|row| / (2^(bits-1) - 1), as XNNPACK's and
-    ai-edge-quantizer's per-channel int8 weights use (a zero row gets scale 1)."""
+    ai-edge-quantizer's per-channel int8 weights use, floored at `min_scale` (XNNPACK's weight
+    observer has eps 2^-12: executorch.XNNPACK_WEIGHT_EPS); a zero row gets scale 1 when there is
+    no floor."""
     qmax = 2 ** (bits - 1) - 1
     amax = weight.abs().amax(dim=1)
-    return torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax) if min_scale <= 0 else torch.zeros_like(amax))
+    return torch.clamp(scale, min=min_scale)
 
 
-def int8_codes(weight: torch.Tensor, bits: int = 8) -> torch.Tensor:
+def int8_codes(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
     """The integers a per-channel symmetric min/max quantizer stores for `weight` (in float32, as the
     exporters compute them)."""
     qmax = 2 ** (bits - 1) - 1
     w = weight.detach().to(torch.float32)
-    return torch.clamp(torch.round(w / per_channel_scale(w, bits)[:, None]), -qmax, qmax).to(torch.int32)
+    return torch.clamp(torch.round(w / per_channel_scale(w, bits, min_scale)[:, None]), -qmax, qmax).to(torch.int32)
 
 
-def round_nearest(weight: torch.Tensor, bits: int = 8) -> torch.Tensor:
+def round_nearest(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
     """Per-channel symmetric rounding to the nearest step (what the exporters do), dequantized."""
     qmax = 2 ** (bits - 1) - 1
-    s = per_channel_scale(weight, bits)[:, None]
+    s = per_channel_scale(weight, bits, min_scale)[:, None]
     return torch.clamp(torch.round(weight / s), -qmax, qmax) * s
 
 
 def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, bits: int = 8, damp: float = 0.01,
-               block: int = 128) -> torch.Tensor:
+               block: int = 128, min_scale: float = 0.0) -> torch.Tensor:
     """GPTQ-round one linear weight onto the per-channel int8 grid of its own rows.
 
     Args:
@@ -85,20 +92,24 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, bits: int = 8, da
         damp: added to H's diagonal as a fraction of its mean (GPTQ's 1 %), so H^-1 exists
             when some inputs never vary.
         block: columns updated together (lazy batch updates; the result does not depend on it).
+        min_scale: the downstream quantizer's floor on a row's scale (per_channel_scale).
 
     Returns:
         (out, in) float32 weight equal to q * scale with q integer, |q| <= 2^(bits-1) - 1 and
-        scale = per_channel_scale(weight).
+        scale = per_channel_scale(weight, bits, min_scale).
 
     Raises:
         ValueError: shapes that do not match.
+        NonFiniteHessian: a Hessian with NaN or inf (inputs that were not finite).
     """
     w = weight.detach().to(torch.float64).clone()
     rows, cols = w.shape
     if hessian.shape != (cols, cols):
         raise ValueError(f"hessian {tuple(hessian.shape)} does not match a weight with {cols} input columns")
+    if not torch.isfinite(hessian).all():
+        raise NonFiniteHessian("a linear whose calibration inputs are not finite (NaN or inf)")
     qmax = 2 ** (bits - 1) - 1
-    scale = per_channel_scale(w, bits)
+    scale = per_channel_scale(w, bits, min_scale)
     h = hessian.detach().to(torch.float64).clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
@@ -108,9 +119,12 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, bits: int = 8, da
     w, h = w[:, perm], h[perm][:, perm]
     # Each row's largest weight sets its scale. It is pinned to +-qmax (its value before any
     # update), so a per-channel min/max quantizer downstream computes the same scale and
-    # reproduces every integer exactly; the updates absorb the pin's error like any other.
+    # reproduces every integer exactly; the updates absorb the pin's error like any other. A row
+    # whose scale is the floor (every weight under qmax * min_scale) keeps that scale whatever
+    # its largest integer is, so it is not pinned (-1 matches no column).
     anchor = w.abs().argmax(dim=1)
     anchor_value = torch.sign(w[torch.arange(rows), anchor]) * qmax * scale
+    anchor[w.abs().amax(dim=1) / qmax < min_scale] = -1
     h += damp * torch.mean(torch.diag(h)) * torch.eye(cols, dtype=h.dtype)
     # Upper Cholesky factor of H^-1: row i holds the OBS update for column i given that columns
     # < i are already fixed, so the sequential updates below are exact.
@@ -186,25 +200,28 @@ def linear_hessians(model: nn.Module, batches, *, progress=None) -> tuple[dict[s
 
 @torch.no_grad()
 def gptq_round_model(model: nn.Module, batches, *, bits: int = 8, damp: float = 0.01,
-                     progress=None) -> GptqReport:
+                     progress=None, min_scale: float = 0.0) -> GptqReport:
     """GPTQ-round every nn.Linear weight of `model` in place (biases and all other weights kept).
 
     Every linear sees the fp32 model's inputs (one calibration pass), not the inputs of the
     already-rounded layers before it; that keeps it one forward pass for all layers.
 
     Args:
-        model: a sequence classifier (e.g. a TinyBERT student), eval mode.
+        model: a sequence classifier (e.g. a TinyBERT student, or the export wrapper around one),
+            eval mode, called as model(**batch).
         batches: calibration batches (dicts of model inputs with `attention_mask`); real,
             in-domain texts the scored split does not contain (e.g. the training split).
         bits: weight bits (8 for the kit's int8 artifacts).
         damp: see gptq_round.
         progress: optional callable(batch_index).
+        min_scale: the downstream quantizer's floor on a row's scale (per_channel_scale).
 
     Returns:
         A GptqReport.
 
     Raises:
         ValueError: no calibration batch, or no nn.Linear in the model.
+        NonFiniteHessian: a linear whose calibration inputs were not finite (named).
     """
     batches = list(batches)
     if not batches:
@@ -217,12 +234,15 @@ def gptq_round_model(model: nn.Module, batches, *, bits: int = 8, damp: float = 
         if name not in hessians:
             continue
         w, h = module.weight.data, hessians[name]
-        rounded = gptq_round(w, h, bits=bits, damp=damp)
-        report.output_error[name] = {"nearest": _relative_output_error(w, round_nearest(w, bits), h),
+        try:
+            rounded = gptq_round(w, h, bits=bits, damp=damp, min_scale=min_scale)
+        except NonFiniteHessian as e:
+            raise NonFiniteHessian(f"{name}: {e}") from None
+        report.output_error[name] = {"nearest": _relative_output_error(w, round_nearest(w, bits, min_scale), h),
                                      "gptq": _relative_output_error(w, rounded, h)}
         # GPTQ's integers (on the original scales) against what a downstream quantizer stores
-        q = torch.round(rounded.double() / per_channel_scale(w, bits).double()[:, None]).to(torch.int32)
-        report.exact_rows += int((int8_codes(rounded, bits) == q).all(dim=1).sum())
+        q = torch.round(rounded.double() / per_channel_scale(w, bits, min_scale).double()[:, None]).to(torch.int32)
+        report.exact_rows += int((int8_codes(rounded, bits, min_scale) == q).all(dim=1).sum())
         report.rows += w.shape[0]
         module.weight.data.copy_(rounded.to(w.dtype))
         report.linears.append(name)

@@ -21,7 +21,7 @@ activations and weights for every linear; LayerNorm, the Add & Norm adds, the at
 softmax and GELU in float; the FFN outlier channels split off: ExecuTorch's int8-static rule) is
 calibrated on them too, with ExecuTorch's histogram ranges over the real tokens (litert_static.
 histogram_ranges). Weight rounding "gptq" (gptq.py) rounds
-the int8 weights of "int8" and "int16x8" to minimise each linear's output error on calibration
+the int8 weights of "int8", "int16x8" and "int8-static" to minimise each linear's output error on calibration
 texts instead of to the nearest step; the artifact is still held against the unrounded model.
 """
 
@@ -86,7 +86,8 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         calibration_texts, calibration_text_pairs: real texts (not the validation texts) that
             calibrate int16x8's and int8-static's activation ranges and GPTQ's Hessians; `calibration_size` of them
             are used (a seeded sample when there are more).
-        weight_rounding: "nearest" or "gptq" (int8 and int16x8 only).
+        weight_rounding: "nearest" or "gptq" (int8, int16x8 and int8-static; after int8-static's
+            FFN outlier split).
         calibration_ranges: int16x8's and int8-static's range rule, "minmax", "ema" or "histogram"
             (litert_static.calibrate_ranges); None: the scheme's own (int8-static "histogram",
             int16x8 "minmax").
@@ -112,7 +113,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     if fmt == "mediapipe" and policy.kind != "fixed":
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
-    check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8))
+    check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8, INT8_STATIC))
     calibration_ranges = check_ranges(calibration_ranges, quantization)  # before the conversion, not after it
     if keep_mask and quantization in STATIC_SCHEMES:
         raise ExportError(f"{quantization} masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
@@ -136,8 +137,6 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
     calibration_rows = tokenize(tok, calibration_texts, calibration_text_pairs, policy.max_len) if calibrating else []
     details: dict = {}
     t0 = time.perf_counter()
-    if weight_rounding == "gptq":
-        details["weight_rounding"] = gptq_round_rows(wrapper.model, calibration_rows, tok.pad_token_id)
     # every calibration row, fitted to each signature's length, calibrates that signature
     calibration_feeds = {name: [_feed(sample_row([row], length, tok.sep_token_id), length, tok.pad_token_id)
                                 for row in calibration_rows]
@@ -148,6 +147,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         # its own GELU output
         details["ffn_outlier_split"] = split_ffn_outliers(
             wrapper, unpadded_inputs(calibration_rows, tok.pad_token_id), form="activation")
+    if weight_rounding == "gptq":
+        # after the outlier split: each half of a split FFN linear gets its own per-channel grid
+        details["weight_rounding"] = gptq_round_rows(wrapper, calibration_rows, tok.pad_token_id)
     layer_norms = {}
     if quantization == INT16X8 and layer_norm_rewrite:
         # on the rounded weights, which are what the artifact computes with

@@ -42,6 +42,32 @@ def test_gptq_lands_on_the_exporters_grid_and_lowers_the_output_error():
     assert torch.equal(gptq_round(w, h), g)  # deterministic
 
 
+def test_gptq_on_a_floored_grid_is_what_xnnpack_stores():
+    """ExecuTorch's XNNPACK quantizer floors each weight row's scale at 2^-12 (a TinyBERT pooler's
+    rows mostly sit under 127 * 2^-12). With that floor GPTQ rounds floored rows on the floor's
+    grid and does not pin their largest weight to 127 (which would inflate it); the other rows
+    stay pinned, and a floored min/max quantizer stores every integer as GPTQ rounded it."""
+    from tinybert_edge.converters.gptq import gptq_round, int8_codes, per_channel_scale
+
+    eps = 2.0 ** -12
+    w, x = _problem()
+    w[:40] *= 0.15  # rows 0-39 now all under 127 * eps = 0.031
+    floored = w.abs().amax(dim=1) / 127 < eps
+    assert floored[:40].all() and not floored[40:].any()
+    h = x.double().T @ x.double()
+    g = gptq_round(w, h, min_scale=eps)
+    scale = per_channel_scale(w, min_scale=eps)
+    assert torch.equal(scale[:40], torch.full((40,), eps))
+    q = g.double() / scale.double()[:, None]
+    assert torch.allclose(q, q.round(), atol=1e-3)
+    assert torch.equal(int8_codes(g, min_scale=eps), q.round().to(torch.int32))
+    assert (q[:40].abs().amax(dim=1) < 126.5).all()  # not pinned: the floor, not the row, sets the scale
+    assert torch.allclose(q[40:].abs().amax(dim=1), torch.full((56,), 127.0, dtype=torch.float64))
+    # without the floor, the floored rows' integers are not what the floored quantizer stores
+    assert not torch.equal(int8_codes(gptq_round(w, h), min_scale=eps)[:40],
+                           (gptq_round(w, h).double()[:40] / per_channel_scale(w)[:40, None].double()).round().int())
+
+
 def test_gptq_with_uncorrelated_inputs_is_nearest_rounding():
     from tinybert_edge.converters.gptq import gptq_round, round_nearest
 
@@ -135,3 +161,24 @@ def test_probe_reports_saves_a_loadable_student_and_refuses_too_few_rows(tiny_cl
                  "--calibration", "500", "--save", str(tmp_path / "never"), "--out", str(bad_out)]) == 2
     assert "--calibration 500 needs more" in capsys.readouterr().err
     assert not bad_out.exists() and not (tmp_path / "never").exists()
+
+
+def test_gptq_calibrates_through_the_export_wrapper_and_names_a_non_finite_input(tiny_classifier):
+    """int8-static's keep-mask attention takes a 0/1 keep mask, which only the export wrapper
+    makes: called on the HF model inside it, HF's additive mask reaches that attention and every
+    activation after it is NaN. GPTQ through the wrapper rounds (finite Hessians); through the
+    bare model it is one ExportError naming the first linear whose inputs were not finite and the
+    way out, not a Cholesky traceback."""
+    import copy
+
+    from tinybert_edge.converters.export import gptq_round_rows, load_for_export
+    from tinybert_edge.converters.runtime import ExportError, tokenize
+
+    wrapper, tok, _ = load_for_export(tiny_classifier, xnnpack=True, keep_mask=True)
+    rows = tokenize(tok, [t for t, _ in sentences(24, seed=6)], None, 32)
+    assert len({len(ids) for ids, _ in rows}) > 1  # batches hold padding
+    report = gptq_round_rows(copy.deepcopy(wrapper), rows, tok.pad_token_id)
+    assert report["linears"] == 2 * 6 + 2 and report["exact_rows"] == report["rows"]
+    with pytest.raises(ExportError, match=r"GPTQ cannot round bert\.encoder\.layer\.0\.attention\.output\.dense: "
+                                          r"a linear whose calibration inputs are not finite.*--weight-rounding nearest"):
+        gptq_round_rows(copy.deepcopy(wrapper).model, rows, tok.pad_token_id)

@@ -331,7 +331,7 @@ def test_gptq_integers_are_what_the_int16x8_file_stores(five_class, tmp_path, ca
     texts, _, _ = read_validation_data(cal, config)
     dev_texts = {t for t, _ in dev_rows}
     sample, _ = calibration_sample([t for t in texts if t not in dev_texts], None, 24, "test")
-    gptq_round_rows(wrapper.model, tokenize(tok, sample, None, 32), tok.pad_token_id)
+    gptq_round_rows(wrapper, tokenize(tok, sample, None, 32), tok.pad_token_id)
     expected = {name: int8_codes(m.weight.data).numpy() for name, m in wrapper.model.named_modules()
                 if isinstance(m, torch.nn.Linear)}
 

@@ -461,3 +461,73 @@ def test_histogram_ranges_refuse_a_feed_without_its_mask(planted, tmp_path):
     two_rows = {k: np.concatenate([v, v]) for k, v in feed.items()}
     with pytest.raises(ExportError, match=r"attention mask args_1 of shape \(1, L\).*got \(2, 16\)"):
         histogram_ranges(model, {"serving_default": [two_rows]}, qsvs)
+
+
+def test_gptq_after_the_split_is_what_the_int8_static_file_stores(planted, tmp_path, monkeypatch):
+    """int8-static with --weight-rounding gptq, read back from the written .tflite: GPTQ rounds after
+    the FFN outlier split, so every linear's int8 weights in the file are the exporter's GPTQ
+    integers, each half of the split FFN linears on its own per-channel grid. Here the outlier
+    column carries some rows' largest weight: rounded before the split (the int8 order), those rows
+    of the other half would be re-scaled by the quantizer and their integers would not be GPTQ's
+    (the control)."""
+    import copy
+    import shutil
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+    from transformers import AutoModelForSequenceClassification
+
+    from tinybert_edge.converters import litert
+    from tinybert_edge.converters.export import (calibration_sample, gptq_round_rows, load_for_export,
+                                                 read_validation_data)
+    from tinybert_edge.converters.gptq import int8_codes
+    from tinybert_edge.converters.litert_static import MASK_BIAS
+    from tinybert_edge.converters.outliers import ChannelSplitLinear
+    from tinybert_edge.converters.runtime import tokenize
+
+    model_dir = tmp_path / "cls5"
+    shutil.copytree(planted["model"], model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with torch.no_grad():  # rows 0-3 of layer 1's FFN output linear: the largest weight in the outlier column
+        w = model.bert.encoder.layer[1].output.dense.weight
+        w[:4, 5] = 3 * w[:4].abs().max(dim=1).values
+    model.save_pretrained(model_dir)
+    rounded = []  # the exporter's own rounded model, as it made it
+    round_rows = litert.gptq_round_rows
+    monkeypatch.setattr(litert, "gptq_round_rows",
+                        lambda m, *a, **k: (round_rows(m, *a, **k), rounded.append(copy.deepcopy(m)))[0])
+    out = tmp_path / "b"
+    assert main(["export", "--model", str(model_dir), "--data", str(planted["dev"]), "--seq-len", "32", "--fixed",
+                 "--format", "tflite", "--quantize", "int8-static", "--weight-rounding", "gptq",
+                 "--calibration-data", str(planted["train"]), "--calibration-size", "24", "--threshold", "0",
+                 "--out", str(out)]) == 0
+    bundle = out / "cls5-tflite-int8-static-gptq-seq32"
+    q = json.loads((bundle / "metadata.json").read_text())["quantization"]
+    assert q["weight_rounding"]["method"] == "gptq" and q["weight_rounding"]["calibration_rows"] == 24
+    assert q["weight_rounding"]["exact_rows"] == q["weight_rounding"]["rows"]
+    assert [r["channels"] for r in q["ffn_outlier_split"]] == [[], [5]]
+
+    [module] = rounded
+    assert isinstance(module.model.bert.encoder.layer[1].output.dense, ChannelSplitLinear)  # rounded after the split
+    # the outliers' one-column output linear converts to a broadcast MUL, not a 2-D weight
+    expected = {n: int8_codes(m.weight.data).numpy() for n, m in module.named_modules()
+                if isinstance(m, torch.nn.Linear) and m.in_features > 1}
+    tflite = flatbuffer_utils.read_model(str(bundle / "model.tflite"))
+    stored = [np.frombuffer(bytes(tflite.buffers[t.buffer].data), dtype=np.int8).reshape(t.shape)
+              for t in tflite.subgraphs[0].tensors
+              if t.type == schema.TensorType.INT8 and len(t.shape) == 2 and tflite.buffers[t.buffer].data is not None]
+
+    def in_file(c):
+        return any(s.shape == c.shape and np.array_equal(s, c) for s in stored)
+
+    assert len(expected) == 2 * 6 + 2 + 1  # layer 1's FFN input is two linears
+    for name, c in expected.items():
+        assert in_file(c), name
+    # control: GPTQ before the split (the int8 order) rounds the halves on the unsplit grid
+    wrapper, tok, config = load_for_export(model_dir, probabilities=True, xnnpack=True, mask_bias=MASK_BIAS)
+    texts, _, _ = read_validation_data(planted["train"], config)
+    gptq_round_rows(wrapper, tokenize(tok, calibration_sample(texts, None, 24, "test")[0], None, 32),
+                    tok.pad_token_id)
+    w = wrapper.model.bert.encoder.layer[1].output.dense.weight.data
+    rest = torch.cat([w[:, :5], w[:, 6:]], dim=1)  # the split keeps the other channels in order
+    assert not in_file(int8_codes(rest).numpy())

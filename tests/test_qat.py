@@ -412,3 +412,72 @@ def test_int8_static_buckets_take_the_unpadded_ranges_of_the_dynamic_length(tiny
     # calibration on padded rows could also take, 0.35x that way and 0.04x this way
     assert gap < 0.15 * quantization_error, (gap, quantization_error)
     assert (bkt.artifact_logits.argmax(1) == dyn.artifact_logits.argmax(1)).all()
+
+
+def test_int8_static_gptq_is_what_the_converted_graph_stores(tiny_classifier, tmp_path, monkeypatch):
+    """int8-static with --weight-rounding gptq on ExecuTorch: GPTQ calibrates through the keep-mask
+    export wrapper (on the bare HF model the keep-mask attention gives NaN) and rounds after the
+    FFN outlier split, on XNNPACK's grid (scales floored at 2^-12), so the int8 weights of the
+    exporter's own converted graph are exactly GPTQ's integers, for every linear and both halves of
+    the split one; the artifact is still validated against the unrounded model. The outlier column
+    carries some rows' largest weight: rounded before the split, those rows of the other half would
+    be re-scaled by the quantizer (the control)."""
+    import shutil
+
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification
+
+    from tinybert_edge.converters import executorch
+    from tinybert_edge.converters.export import calibration_sample, gptq_round_rows, load_for_export
+    from tinybert_edge.converters.gptq import int8_codes
+    from tinybert_edge.converters.outliers import ChannelSplitLinear
+    from tinybert_edge.converters.runtime import tokenize
+
+    planted = tmp_path / "planted"
+    shutil.copytree(tiny_classifier, planted)
+    model = AutoModelForSequenceClassification.from_pretrained(planted)
+    plant_ffn_outlier(model.bert.encoder.layer[1])
+    with torch.no_grad():
+        w = model.bert.encoder.layer[1].output.dense.weight
+        w[:4, 5] = 3 * w[:4].abs().max(dim=1).values
+    model.save_pretrained(planted)
+    # the exporter's own rounded module and converted graph, as it made them
+    rounded, converted = [], []
+    round_rows, static = executorch.gptq_round_rows, executorch._static_on_unpadded_rows
+    monkeypatch.setattr(executorch, "gptq_round_rows",
+                        lambda m, *a, **k: (round_rows(m, *a, **k), rounded.append(copy.deepcopy(m)))[0])
+    monkeypatch.setattr(executorch, "_static_on_unpadded_rows",
+                        lambda *a, **k: converted.append(static(*a, **k)) or converted[-1])
+    policy = SeqLenPolicy.make(48, dynamic=True)
+    fmt = get_format("executorch")
+    near = fmt.export(planted, tmp_path / "n.pte", quantization="int8-static", policy=policy, texts=TEXTS,
+                      calibration_texts=TRAIN, calibration_size=32)
+    gptq = fmt.export(planted, tmp_path / "g.pte", quantization="int8-static", policy=policy, texts=TEXTS,
+                      calibration_texts=TRAIN, calibration_size=32, weight_rounding="gptq")
+    np.testing.assert_array_equal(near.reference_logits, gptq.reference_logits)
+    assert np.isfinite(gptq.artifact_logits).all() and not np.allclose(near.artifact_logits, gptq.artifact_logits)
+    r = gptq.details["weight_rounding"]
+    assert r["method"] == "gptq" and r["calibration_rows"] == 32 and r["linears"] == 2 * 6 + 2 + 1
+    assert r["min_scale"] == 2 ** -12 and r["exact_rows"] == r["rows"]
+    assert [s["channels"] for s in gptq.details["ffn_outlier_split"]] == [[], [5]]
+
+    [module] = rounded
+    split = module.model.bert.encoder.layer[1].output.dense
+    assert isinstance(split, ChannelSplitLinear)  # rounded after the split
+    expected = {n: int8_codes(x.weight.data, min_scale=2 ** -12).numpy() for n, x in module.named_modules()
+                if isinstance(x, torch.nn.Linear)}
+    stored = [t.numpy() for _, t in converted[-1].named_buffers() if t.dtype == torch.int8 and t.dim() == 2]
+
+    def in_graph(c):
+        return any(s.shape == c.shape and np.array_equal(s, c) for s in stored)
+
+    assert len(expected) == 2 * 6 + 2 + 1
+    for name, c in expected.items():
+        assert in_graph(c), name
+    # control: GPTQ before the split (the int8 order) rounds the halves on the unsplit grid
+    m, tok, _ = load_for_export(planted, xnnpack=True, keep_mask=True)
+    gptq_round_rows(m, tokenize(tok, calibration_sample(TRAIN, None, 32, "test")[0], None, 48), tok.pad_token_id,
+                    min_scale=2 ** -12)
+    w = m.model.bert.encoder.layer[1].output.dense.weight.data
+    rest = torch.cat([w[:, :5], w[:, 6:]], dim=1)  # the split keeps the other channels in order
+    assert not in_graph(int8_codes(rest, min_scale=2 ** -12).numpy())

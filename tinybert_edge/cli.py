@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "outlier channels and GPTQ; labels are not read")
     x.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
                    help="how int8 weights are rounded: nearest (default), or gptq (each linear's output error on "
-                   "--calibration-data minimised; int8 of every format, int16x8)")
+                   "--calibration-data minimised; int8 of every format, int16x8, int8-static)")
     x.add_argument("--qad-data", help="int8-qat: training texts for quantization-aware distillation from the fp32 "
                    "model (the task's train file; labels are not read)")
     x.add_argument("--qad-steps", type=int, default=None, help="int8-qat: training steps (default 300)")
