@@ -191,8 +191,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
 
     Raises:
         ExportError: unknown quantization, bad policy, missing package, a failed lowering, a
-            matmul left outside the XNNPACK delegate, fewer calibration texts than asked, or
-            int8-qat without training texts.
+            matmul left outside the XNNPACK delegate, fewer calibration texts than asked,
+            int8-qat without training texts, or GPTQ calibration activations that are not finite.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:

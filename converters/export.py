@@ -611,7 +611,12 @@ def _check_out_dir(model_dir, out_dir) -> tuple[Path, Path]:
     return model_dir, out_dir
 
 
-def _source_sha256(model_dir: Path) -> str:
+def source_sha256(model_dir: Path) -> str:
+    """sha256 of a model directory's weights file: the fingerprint a bundle records of its source.
+
+    Raises:
+        BundleError: no weights file in `model_dir`.
+    """
     weights = [p for p in ("model.safetensors", "pytorch_model.bin") if (model_dir / p).is_file()]
     if not weights:
         raise BundleError(f"{model_dir} has no model.safetensors to fingerprint")
@@ -704,7 +709,7 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
                                 if "calibration" in r.details else {}),
                              **({"ffn_outlier_split": r.details["ffn_outlier_split"]}
                                 if "ffn_outlier_split" in r.details else {})},
-            "source_model": {"path": str(model_dir), "sha256": _source_sha256(model_dir),
+            "source_model": {"path": str(model_dir), "sha256": source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
                              "params": r.details.get("params"),

@@ -16,7 +16,11 @@ The result is an ordinary float model whose linear weights already sit on the in
 every exporter downstream reproduces the same integers without knowing GPTQ was used. Where
 the updates would move a row's largest weight, it is pinned to +-127 steps (its own value before
 rounding), so the downstream scale is the same and the integers are reproduced exactly;
-`gptq_round_model` counts the rows where that holds (all, unless a row is all zeros).
+`gptq_round_model` counts the rows where that holds (all, unless a row is all zeros). A quantizer
+that floors its scales (ExecuTorch's XNNPACK quantizer: 2^-12) stores rows whose weights all stay
+under 127 x the floor on the floor's grid; rounded with `min_scale` set to that floor, those rows
+are rounded on that grid and left unpinned, and the integers are reproduced there too. Rounded
+without it, a floored quantizer re-rounds them.
 
 Pure PyTorch: the core package stays free of ExecuTorch and LiteRT, and this module needs
 neither.
@@ -56,10 +60,17 @@ class NonFiniteHessian(ValueError):
 
 
 def per_channel_scale(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
-    """Symmetric per-output-channel scale, max|row| / (2^(bits-1) - 1), as XNNPACK's and
-    ai-edge-quantizer's per-channel int8 weights use, floored at `min_scale` (XNNPACK's weight
-    observer has eps 2^-12: executorch.XNNPACK_WEIGHT_EPS); a zero row gets scale 1 when there is
-    no floor."""
+    """Symmetric per-output-channel scale of a per-channel int8 quantizer.
+
+    Args:
+        weight: (out, in) weight.
+        bits: weight bits (8: max|row| / 127, as XNNPACK's and ai-edge-quantizer's int8 weights).
+        min_scale: the quantizer's floor on a scale (XNNPACK's weight observers: eps 2^-12,
+            executorch.XNNPACK_WEIGHT_EPS; ai-edge-quantizer: none, 0).
+
+    Returns:
+        (out,) scales; an all-zero row gets 1 without a floor, the floor with one.
+    """
     qmax = 2 ** (bits - 1) - 1
     amax = weight.abs().amax(dim=1)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax) if min_scale <= 0 else torch.zeros_like(amax))
@@ -67,15 +78,30 @@ def per_channel_scale(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.
 
 
 def int8_codes(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
-    """The integers a per-channel symmetric min/max quantizer stores for `weight` (in float32, as the
-    exporters compute them)."""
+    """The integers a per-channel symmetric min/max quantizer stores for `weight`.
+
+    Args:
+        weight: (out, in) weight (computed in float32, as the exporters compute them).
+        bits, min_scale: see per_channel_scale.
+
+    Returns:
+        (out, in) int32 tensor of integers in [-(2^(bits-1) - 1), 2^(bits-1) - 1].
+    """
     qmax = 2 ** (bits - 1) - 1
     w = weight.detach().to(torch.float32)
     return torch.clamp(torch.round(w / per_channel_scale(w, bits, min_scale)[:, None]), -qmax, qmax).to(torch.int32)
 
 
 def round_nearest(weight: torch.Tensor, bits: int = 8, min_scale: float = 0.0) -> torch.Tensor:
-    """Per-channel symmetric rounding to the nearest step (what the exporters do), dequantized."""
+    """Per-channel symmetric rounding to the nearest step (what the exporters do), dequantized.
+
+    Args:
+        weight: (out, in) weight.
+        bits, min_scale: see per_channel_scale.
+
+    Returns:
+        (out, in) weight on the grid, in `weight`'s dtype.
+    """
     qmax = 2 ** (bits - 1) - 1
     s = per_channel_scale(weight, bits, min_scale)[:, None]
     return torch.clamp(torch.round(weight / s), -qmax, qmax) * s
@@ -229,15 +255,16 @@ def gptq_round_model(model: nn.Module, batches, *, bits: int = 8, damp: float = 
     hessians, tokens = linear_hessians(model, batches, progress=progress)
     if not hessians:
         raise ValueError("the model has no nn.Linear to round")
+    # every Hessian checked before any weight is rounded, so an error leaves the model as it was
+    for name, h in hessians.items():
+        if not torch.isfinite(h).all():
+            raise NonFiniteHessian(f"{name}: a linear whose calibration inputs are not finite (NaN or inf)")
     report = GptqReport(tokens=tokens)
     for name, module in model.named_modules():
         if name not in hessians:
             continue
         w, h = module.weight.data, hessians[name]
-        try:
-            rounded = gptq_round(w, h, bits=bits, damp=damp, min_scale=min_scale)
-        except NonFiniteHessian as e:
-            raise NonFiniteHessian(f"{name}: {e}") from None
+        rounded = gptq_round(w, h, bits=bits, damp=damp, min_scale=min_scale)
         report.output_error[name] = {"nearest": _relative_output_error(w, round_nearest(w, bits, min_scale), h),
                                      "gptq": _relative_output_error(w, rounded, h)}
         # GPTQ's integers (on the original scales) against what a downstream quantizer stores

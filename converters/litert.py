@@ -100,8 +100,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
 
     Raises:
         ExportError: unknown quantization, bad policy, missing runtime, a failed conversion,
-            int16x8/int8-static/gptq with fewer calibration texts than `calibration_size`, or an
-            unknown `calibration_ranges` ("histogram" included for int16x8).
+            int16x8/int8-static/gptq with fewer calibration texts than `calibration_size`, an
+            unknown `calibration_ranges` ("histogram" included for int16x8), or GPTQ calibration
+            activations that are not finite.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:

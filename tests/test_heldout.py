@@ -75,12 +75,28 @@ def test_heldout_reproduces_export_agreement_on_its_own_data_and_scores_another_
     assert np.isfinite(r["mean_abs_diff"])
 
 
-def test_heldout_of_a_missing_bundle_is_one_error_and_writes_nothing(bundles, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["missing bundle", "retrained source", "empty data"])
+def test_heldout_bad_input_is_one_error_and_writes_nothing(bundles, tmp_path, capsys, case):
+    """A bundle that is not there, a source model that is not the one the bundle was exported from
+    (its recorded sha256 differs: trained again in place), or a file without rows: one error line
+    naming it, exit 2, nothing written; each is found before the first bundle is scored."""
     from benchmarks.scripts import heldout
 
+    good, data = bundles["dirs"][0], bundles["test"]
+    bad = tmp_path / "nope"
+    if case == "retrained source":
+        shutil.copytree(bundles["dirs"][1], bad)
+        meta = json.loads((bad / "metadata.json").read_text())
+        meta["source_model"]["sha256"] = "0" * 64
+        (bad / "metadata.json").write_text(json.dumps(meta))
+    if case == "empty data":
+        bad = bundles["dirs"][1]
+        data = write_tsv(tmp_path / "empty.tsv", [])
     out = tmp_path / "r"
-    assert heldout.main(["--bundle", str(bundles["dirs"][0]), "--bundle", str(tmp_path / "nope"), "--data",
-                         str(bundles["test"]), "--out", str(out)]) == 2
-    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
-    assert len(errors) == 1 and "nope" in errors[0], errors
+    assert heldout.main(["--bundle", str(good), "--bundle", str(bad), "--data", str(data), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    errors = [x for x in captured.err.splitlines() if x.startswith("error: ")]
+    needle = {"missing bundle": "nope", "retrained source": "is not the model", "empty data": "no rows"}[case]
+    assert len(errors) == 1 and needle in errors[0], errors
+    assert "agreement" not in captured.out  # nothing was scored
     assert not out.exists()

@@ -9,7 +9,9 @@ fp32 student for: the linears rounded to nearest; the linears GPTQ-rounded
 (tinybert_edge.converters.gptq, calibrated on rows of another split); each with the embedding
 tables rounded per row too (as the bundles store them). `--save DIR` writes the GPTQ-rounded
 student as a plain model directory, so that every exporter and probe can run on it (compare
-against the original model, e.g. litert_full_int's `--reference`).
+against the original model, e.g. litert_full_int's `--reference`). It is rounded without a scale
+floor (LiteRT's grid): ExecuTorch's XNNPACK quantizer floors scales at 2^-12 and re-rounds the rows
+under that floor (most pooler rows); `export --weight-rounding gptq` rounds on each format's grid.
 
 Usage:
     python -m benchmarks.scripts.gptq_weights --model runs/demo/student/model --data dev.tsv \

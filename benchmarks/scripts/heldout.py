@@ -20,39 +20,57 @@ from datetime import date
 from pathlib import Path
 
 
-def measure(bundles: list[Path], data: Path) -> dict:
+def measure(bundles: list[Path], data: Path, columns=None) -> dict:
     """Score every bundle and its fp32 source model on the texts of `data`.
 
+    Every bundle, its source model and the data are checked before the first one is scored, so a
+    bad argument fails in seconds, not after minutes of scoring.
+
     Args:
-        bundles: bundle directories (passed or failed).
+        bundles: bundle directories (passed or failed) of classifiers.
         data: a labelled task file the bundles were not validated on.
+        columns: tinybert_edge.data.Columns of the file (None: text, text_pair, label).
 
     Returns:
         The report: one result per bundle, in the order given.
 
     Raises:
-        tinybert_edge.errors.KitError: a bundle that does not load, a source model that is gone,
-            or unreadable data (labels the model does not know included).
+        tinybert_edge.errors.KitError: a bundle that does not load, a regression bundle, a source
+            model that is gone or is not the one the bundle was exported from (sha256), or
+            unreadable or empty data (labels the model does not know included).
     """
     import numpy as np
 
     from tinybert_edge.benchmarks.harness import machine_info
     from tinybert_edge.converters.bundle import BundleError, load_bundle
-    from tinybert_edge.converters.export import eager_logits, load_for_export, read_validation_data
+    from tinybert_edge.converters.export import eager_logits, load_for_export, read_validation_data, source_sha256
     from tinybert_edge.converters.runtime import ParityReport, tokenize
+    from tinybert_edge.errors import DataError
 
-    results = []
+    loaded = []
     for path in bundles:
         bundle = load_bundle(path, allow_failed=True)  # every file checked against metadata.json
         meta = bundle.metadata
+        if meta["task"]["problem_type"] == "regression":
+            raise BundleError(f"{path} is a regression bundle; label agreement and accuracy are for classifiers")
         source = Path(meta["source_model"]["path"])
         if not source.is_dir():
             raise BundleError(f"{path} was exported from {source}, which is gone; the fp32 reference needs it")
-        # the reference `export` held the artifact against (ExecuTorch's is its XNNPACK-shaped graph)
+        if source_sha256(source) != meta["source_model"]["sha256"]:
+            raise BundleError(f"{source} is not the model {path} was exported from (its weights' sha256 differs: "
+                              "trained again in place?); export the bundle again from it")
+        # the reference `export` held the artifact against: ExecuTorch's XNNPACK-shaped graph, with the
+        # keep-mask attention for its static schemes (the same function as the plain model, up to float noise)
+        static = meta["quantization"]["name"] in ("int8-static", "int8-qat")
         wrapper, tok, config = load_for_export(source, probabilities=bundle.outputs_probabilities,
-                                               xnnpack=meta["format"] == "executorch")
-        texts, pairs, gold = read_validation_data(data, config)
-        rows = tokenize(tok, texts, pairs, meta["max_seq_len"])
+                                               xnnpack=meta["format"] == "executorch",
+                                               keep_mask=meta["format"] == "executorch" and static)
+        texts, pairs, gold = read_validation_data(data, config, columns)
+        if not texts:
+            raise DataError(f"{data} has no rows to score; pass a labelled file with rows")
+        loaded.append((path, bundle, meta, wrapper, tok, tokenize(tok, texts, pairs, meta["max_seq_len"]), gold))
+    results = []
+    for path, bundle, meta, wrapper, tok, rows, gold in loaded:
         runner = bundle.runner(threads=2)
         reference = eager_logits(wrapper, rows, runner.policy, tok.pad_token_id)
         candidate = runner.scores(rows)
@@ -73,6 +91,7 @@ def measure(bundles: list[Path], data: Path) -> dict:
 
 
 def to_markdown(report: dict) -> str:
+    """The report as a Markdown table, one row per bundle."""
     lines = [f"Bundles re-scored on {Path(report['data']).name} ({report['machine']}, {report['date']}): agreement "
              "with the eager fp32 model on the same padded inputs, and the agreement recorded at export; mean abs "
              "diff and SQNR are on the bundle's outputs (ExecuTorch: logits, LiteRT: probabilities)", "",
@@ -87,6 +106,7 @@ def to_markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
+    """Each bundle's export-time and held-out agreement side by side, against the 99 % bar, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,25 +136,41 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: score the bundles, then write heldout.{json,md,png} under --out.
+
+    Returns:
+        0, or 2 after one `error:` line (nothing written) for bad input.
+    """
+    from tinybert_edge.data import Columns
     from tinybert_edge.errors import KitError
     from tinybert_edge.files import write_bytes_atomically, write_json_atomically
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", action="append", required=True, help="bundle directory (passed or failed); repeat")
     p.add_argument("--data", required=True, help="labelled file the bundles were not validated on (e.g. test.tsv)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--text-pair-column", default="text_pair")
+    p.add_argument("--label-column", default="label")
     p.add_argument("--out", default="benchmarks/results/heldout")
     a = p.parse_args(argv)
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file; pass a directory", file=sys.stderr)
+        return 2
     try:
         import matplotlib  # noqa: F401  (the PNG is part of the report: fail before measuring)
     except ImportError:
         print('error: matplotlib is not installed; pip install -e ".[bench]"', file=sys.stderr)
         return 2
     try:
-        report = measure([Path(b) for b in a.bundle], Path(a.data))
+        report = measure([Path(b) for b in a.bundle], Path(a.data),
+                         Columns(a.text_column, a.text_pair_column, a.label_column))
+    except ImportError as e:  # a bundle whose runtime is not installed
+        print(f"error: {e}; install the runtime of that format: pip install -e \".[export]\"", file=sys.stderr)
+        return 2
     except (KitError, OSError, KeyError, ValueError) as e:  # ValueError: a malformed metadata.json
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     staged = out / ".heldout.tmp.png"
     plot(report, staged)  # drawn before anything is written, then every file lands whole
