@@ -577,6 +577,18 @@ class Validation:
     def passed(self) -> bool:
         return self.label_agreement >= self.threshold
 
+    def rows(self) -> tuple[int, int]:
+        """How far a result is from its threshold, in rows a person can count.
+
+        Returns:
+            (rows whose label differs from fp32, rows the threshold lets differ) on `examples` rows.
+        """
+        # agreement is a float of a row count; round back to the count, and let the threshold's
+        # allowance err toward the user (99 % of 1,250 rows allows 12 rows, not 12.5 -> 13)
+        differ = round((1.0 - self.label_agreement) * self.examples)
+        allowed = math.floor((1.0 - self.threshold) * self.examples + 1e-9)
+        return differ, allowed
+
     def to_dict(self) -> dict:
         return {"data": self.data, "examples": self.examples, "threshold": self.threshold,
                 "label_agreement": self.label_agreement, "fp32_accuracy": self.fp32_accuracy,

@@ -9,7 +9,7 @@ import pytest
 
 from tinybert_edge.converters import ExportError, SeqLenPolicy
 from tinybert_edge.converters.bundle import BundleError, load_bundle
-from tinybert_edge.converters.export import export_bundle
+from tinybert_edge.converters.export import Validation, export_bundle
 from tinybert_edge.converters.runtime import require, tokenize
 from tinybert_edge.cli import main
 from tinybert_edge.errors import ModelError
@@ -199,7 +199,11 @@ def test_failed_validation_keeps_the_bundle_marked_failed(model, dev, tmp_path, 
     out = tmp_path / "b"
     assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none", "--seq-len", "32", "--fixed",
                  "--data", str(dev), "--out", str(out)]) == 3
-    assert "under the threshold 99 %" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    rows = json.loads((out / "student-tflite-none-seq32" / "metadata.json").read_text())["validation"]["examples"]
+    # the user sees the miss in rows, and what to check for this quantization
+    assert f"under the threshold 99 % ({rows // 2} of {rows} rows differ from fp32; it allows {rows // 100})" in err
+    assert "the versions the export extra pins" in err
     d = out / "student-tflite-none-seq32"
     assert json.loads((d / "metadata.json").read_text())["status"] == "failed"
     with pytest.raises(BundleError, match="failed validation"):
@@ -268,3 +272,11 @@ def test_a_first_text_longer_than_the_smallest_bucket_exports(model, tmp_path, f
     b = load_bundle(next(p for p in (tmp_path / "b").iterdir()))
     assert b.metadata["validation"]["examples"] == 9
     assert b.self_test()["passed"]
+
+
+def test_validation_counts_the_miss_in_rows():
+    """The failed-export message gives rows, not just percentages: 98.64 % of 1,250 is 17 rows
+    against the 12 a 99 % threshold allows; the count agrees with `passed` on both sides of the bar."""
+    for agree, expected, passed in ((1233, (17, 12), False), (1237, (13, 12), False), (1238, (12, 12), True)):
+        v = Validation("dev.tsv", 1250, 0.99, agree / 1250)
+        assert v.rows() == expected and v.passed is passed
