@@ -277,6 +277,27 @@ def test_a_first_text_longer_than_the_smallest_bucket_exports(model, tmp_path, f
 def test_validation_counts_the_miss_in_rows():
     """The failed-export message gives rows, not just percentages: 98.64 % of 1,250 is 17 rows
     against the 12 a 99 % threshold allows; the count agrees with `passed` on both sides of the bar."""
-    for agree, expected, passed in ((1233, (17, 12), False), (1237, (13, 12), False), (1238, (12, 12), True)):
-        v = Validation("dev.tsv", 1250, 0.99, agree / 1250)
+    for agree, threshold, expected, passed in ((1233, 0.99, (17, 12), False), (1237, 0.99, (13, 12), False),
+                                               (1238, 0.99, (12, 12), True),
+                                               # 98.4 / 100 is 0.9840000000000001: a >= test would fail this
+                                               (1230, 98.4 / 100, (20, 20), True), (1229, 98.4 / 100, (21, 20), False)):
+        v = Validation("dev.tsv", 1250, threshold, agree / 1250)
         assert v.rows() == expected and v.passed is passed
+
+
+def test_failed_hint_offers_only_what_the_bundle_did_not_try():
+    """The hint after a failed export names routes this format has and the bundle has not used."""
+    from types import SimpleNamespace
+
+    from tinybert_edge.cli import _failed_hint
+
+    def hint(fmt, quantization, gptq):
+        return _failed_hint(SimpleNamespace(format=fmt, quantization=quantization,
+                                            details={"weight_rounding": {"method": "gptq"}} if gptq else {}))
+
+    assert "--weight-rounding gptq --calibration-data TRAIN" in hint("tflite", "int8", False)
+    assert "gptq" not in hint("tflite", "int8", True) and "--quantize none" in hint("tflite", "int8", True)
+    assert "int8-qat" in hint("executorch", "int8-static", False)
+    assert "int8-qat" not in hint("tflite", "int8-static", False)  # int8-qat is ExecuTorch only
+    assert "gptq" not in hint("executorch", "int8-static", True)
+    assert "--quantize int8-static --calibration-data TRAIN" in hint("executorch", "int8-qat", False)

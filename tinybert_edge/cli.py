@@ -208,23 +208,34 @@ def cmd_export(a) -> int:
             differ, allowed = v.rows()
             print(f"error: {b.path} label agreement {100 * v.label_agreement:.2f} % is under the threshold "
                   f"{a.threshold:g} % ({differ} of {v.examples} rows differ from fp32; it allows {allowed}); the bundle is "
-                  f"kept, marked failed. {_FAILED_HINT.get(b.result.quantization, '')}".rstrip(), file=sys.stderr)
+                  f"kept, marked failed. {_failed_hint(b.result)}", file=sys.stderr)
         return 3
     return 0
 
 
-# What to try when a bundle fails its threshold, by quantization (BENCHMARKS.md measures each).
-_FAILED_HINT = {
-    "none": "An fp32 artifact should agree on every row: check that this machine's runtimes are the versions "
-            "the export extra pins (pip install \"tinybert-edge[export]\").",
-    "int8": "Try --weight-rounding gptq, or --quantize none.",
-    "int16x8": "Try --weight-rounding gptq, or --quantize int8.",
-    "int8-static": "Full-integer int8 lands within a few rows of 99 % on some models, and the other routes to it "
-                   "(--quantize int8-qat --qad-data TRAIN, --weight-rounding gptq) move a few rows either way: ship "
-                   "--quantize int8 (int8 weights, float activations) unless the target needs integer activations.",
-    "int8-qat": "Try --quantize int8-static (on the demo student it passed where QAD did not), or ship "
-                "--quantize int8 (int8 weights, float activations) where the target runs float.",
-}
+def _failed_hint(result) -> str:
+    """What to try when `result`'s bundle fails its threshold (BENCHMARKS.md measures each route).
+
+    Args:
+        result: the ExportResult of the failed bundle.
+
+    Returns:
+        One or two sentences; only options this format offers, and GPTQ only when it was not used.
+    """
+    gptq = [] if "weight_rounding" in result.details else ["--weight-rounding gptq --calibration-data TRAIN"]
+    ship_int8 = "ship --quantize int8 (int8 weights, float activations) unless the target needs integer activations"
+    q = result.quantization
+    if q == "none":
+        return ("An fp32 artifact should agree on every row: check that this machine's runtimes are the versions "
+                "the export extra pins (pip install \"tinybert-edge[export]\").")
+    if q in ("int8", "int16x8"):
+        return f"Try {', or '.join(gptq + ['--quantize ' + ('none' if q == 'int8' else 'int8')])}."
+    if q == "int8-qat":
+        return (f"Try --quantize int8-static --calibration-data TRAIN (on the demo student it passed where QAD did "
+                f"not), or {ship_int8}.")
+    routes = (["--quantize int8-qat --qad-data TRAIN"] if result.format == "executorch" else []) + gptq
+    tried = f", and the other routes to it ({'; '.join(routes)}) move a few rows either way" if routes else ""
+    return f"Full-integer int8 lands within a few rows of 99 % on some models{tried}: {ship_int8}."
 
 
 def _shell_quote(text: str) -> str:
