@@ -3,6 +3,7 @@ real runtimes; the CLI's export/predict; every bad input of issue #3."""
 
 import json
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from tinybert_edge.converters import ExportError, SeqLenPolicy
 from tinybert_edge.converters.bundle import BundleError, load_bundle
 from tinybert_edge.converters.export import Validation, export_bundle
 from tinybert_edge.converters.runtime import require, tokenize
-from tinybert_edge.cli import main
+from tinybert_edge.cli import _failed_hint, main
 from tinybert_edge.errors import ModelError
 from conftest import make_tiny_model_dir, sentences, write_tsv
 
@@ -287,10 +288,6 @@ def test_validation_counts_the_miss_in_rows():
 
 def test_failed_hint_offers_only_what_the_bundle_did_not_try():
     """The hint after a failed export names routes this format has and the bundle has not used."""
-    from types import SimpleNamespace
-
-    from tinybert_edge.cli import _failed_hint
-
     def hint(fmt, quantization, gptq):
         return _failed_hint(SimpleNamespace(format=fmt, quantization=quantization,
                                             details={"weight_rounding": {"method": "gptq"}} if gptq else {}))
