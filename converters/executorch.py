@@ -247,8 +247,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                                    tok.pad_token_id, min_scale=XNNPACK_WEIGHT_EPS)
     if quantization == "int8-qat":
         qad_rows = tokenize(tok, qad_texts, qad_text_pairs, policy.max_len)
+        # the ranges QAD starts from (and keeps) are int8-static's on the split's texts
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,
-                                                         qad or QadSettings())
+                                                         qad or QadSettings(),
+                                                         calibration=unpadded_inputs(split_rows, tok.pad_token_id))
     programs = {}
     try:
         with quiet_native_output(), torch.no_grad():

@@ -32,6 +32,16 @@ again). The linears' outputs themselves stay int8.
 
 Why the FFN output linear is split by channels: see outliers.py (split_ffn_outliers); the split
 linear's two halves are summed in fp32 with the residual add (above).
+
+Why QAD starts from int8-static's ranges and keeps them (start_from_static_ranges): the QAT config's
+activation observers are moving-average min/max, which follow each batch's extremes, while
+int8-static's histogram observers choose the clipping range that minimises the error over the
+calibration texts. On the demo student (PyTorch's reference graph, 1,250 dev and 1,132 test rows)
+QAD with moving-average ranges ended at a mean |logit error| of 0.050, 1.46x int8-static's 0.034;
+from int8-static's ranges, held, 300 steps at the default lr 3e-6 end at 0.027-0.029 (0.034-0.036 at
+the old 1e-5, where Adam's steps on so small a loss wander; BENCHMARKS.md, "A retrained demo
+student ... int8-qat from int8-static's ranges"). The weights' per-channel ranges still follow the
+trained weights.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ import torch
 from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
 from torch import nn
 from torchao.quantization.pt2e.fake_quantize import disable_observer
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+from torchao.quantization.pt2e.observer import HistogramObserver, MovingAverageMinMaxObserver
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 from tqdm.auto import tqdm
 
 from .export import QadSettings
@@ -127,10 +138,73 @@ def _distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return loss
 
 
+def _observed_inputs(graph_module: nn.Module) -> dict[str, str]:
+    """Observer module name -> the name of the graph node it observes (its call's first argument)."""
+    return {str(node.target): str(node.args[0]) for node in graph_module.graph.nodes
+            if node.op == "call_module" and node.args}
+
+
+def start_from_static_ranges(prepared: nn.Module, graph: nn.Module, calibration: list[tuple]) -> int:
+    """Give every activation fake-quant of a QAT graph int8-static's calibrated range, and hold it.
+
+    Args:
+        prepared: prepare_qat_pt2e(graph, static_int8_quantizer(qat=True)); changed in place.
+        graph: the exported module `prepared` was made from (not changed): int8-static's observers
+            are placed on a copy of it, so each observer of the one graph watches the node that
+            the same-named fake-quant of the other watches (checked).
+        calibration: unpadded model inputs (real texts) that set the ranges.
+
+    Returns:
+        How many activation ranges were set (every one the graph has).
+
+    Raises:
+        ExportError: no calibration input, calibration that never reached a range, or a QAT
+            activation fake-quant without a histogram observer on the same node in int8-static's graph.
+    """
+    if not calibration:
+        raise ExportError("int8-qat's ranges start from int8-static's and need calibration texts; pass --qad-data TRAIN")
+    reference = prepare_pt2e(copy.deepcopy(graph), static_int8_quantizer(qat=False))
+    with torch.no_grad():
+        for inputs in calibration:
+            reference(*inputs)
+    observers = dict(reference.named_modules())
+    watched, watched_here = _observed_inputs(reference), _observed_inputs(prepared)
+    fixed = 0
+    for name, fake_quant in prepared.named_modules():
+        inner = getattr(fake_quant, "activation_post_process", None)
+        if type(inner) is not MovingAverageMinMaxObserver:  # weights' per-channel ranges follow training
+            continue
+        observer = observers.get(name)
+        if not isinstance(observer, HistogramObserver) or watched.get(name) != watched_here.get(name):
+            raise ExportError(f"int8-static's graph has no activation observer on the node {name} watches "
+                              f"({watched_here.get(name)}), so int8-qat cannot start from its ranges; use --quantize "
+                              "int8-static, or report this with your torch, torchao and executorch versions")
+        if not torch.isfinite(observer.min_val).all():
+            raise ExportError(f"int8-qat's calibration texts never reached {watched.get(name)}; pass more "
+                              "--qad-data texts (the task's training file)")
+        scale, zero_point = observer.calculate_qparams()
+        # convert_pt2e reads the inner observer's qparams, so the range is set there as min/max; its
+        # float32 (max - min) / 255 can land 1 ulp from int8-static's scale, and training takes the
+        # observer's own qparams so that it trains with exactly the scale the artifact will have
+        inner.min_val = ((observer.quant_min - zero_point) * scale).reshape(()).float()
+        inner.max_val = ((observer.quant_max - zero_point) * scale).reshape(()).float()
+        held_scale, held_zero_point = inner.calculate_qparams()
+        fake_quant.scale.copy_(held_scale.reshape(fake_quant.scale.shape))
+        fake_quant.zero_point.copy_(held_zero_point.reshape(fake_quant.zero_point.shape))
+        fake_quant.disable_observer()
+        fixed += 1
+    return fixed
+
+
 def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
                                rows: list[tuple[list[int], list[int]]], max_len: int,
-                               settings: QadSettings, progress: bool = True) -> tuple[nn.Module, dict]:
+                               settings: QadSettings, progress: bool = True,
+                               calibration: list[tuple] | None = None) -> tuple[nn.Module, dict]:
     """Train `student` through static-int8 fake quantization to match `teacher`, then convert it.
+
+    The activation ranges are int8-static's (histogram observers over `calibration`), set before the
+    first step and held; the weights' per-channel ranges follow the trained weights until
+    `settings.freeze_step`.
 
     Args:
         student: the exportable classifier to quantize (e.g. with int8 word embeddings); not changed.
@@ -139,25 +213,30 @@ def quantization_aware_distill(student: nn.Module, teacher: nn.Module,
         max_len: the longest sequence the artifact takes.
         settings: QadSettings.
         progress: show a progress bar.
+        calibration: unpadded model inputs that set the activation ranges (None: the first 128
+            training rows in the seeded batch order).
 
     Returns:
         (the converted module with quantize/dequantize nodes, ready to export per method;
-         a summary: steps, first and last loss, batches, rows).
+         a summary: steps, first and last loss, batches, rows, calibration rows).
 
     Raises:
-        ExportError: bad settings, or no training row of at least 2 tokens.
+        ExportError: bad settings, no training row of at least 2 tokens, or activation ranges that
+            cannot start from int8-static's (start_from_static_ranges).
     """
     settings.check()
     batches = length_batches(rows, settings.batch_size, settings.seed)
     if not batches:
         raise ExportError("quantization-aware distillation got no training text; pass the task's training file "
                           "(--qad-data TRAIN; labels are not needed)")
+    if calibration is None:
+        calibration = [tuple(t[i:i + 1] for t in batch) for batch in batches for i in range(batch[0].shape[0])][:128]
     with torch.random.fork_rng():  # seeded without moving the caller's global RNG
         torch.manual_seed(settings.seed)
-        return _train_and_convert(student, teacher, batches, max_len, settings, progress)
+        return _train_and_convert(student, teacher, batches, max_len, settings, progress, calibration)
 
 
-def _train_and_convert(student, teacher, batches, max_len, settings, progress):
+def _train_and_convert(student, teacher, batches, max_len, settings, progress, calibration):
     batch_dim = torch.export.Dim("batch", min=1, max=max(settings.batch_size, 2))
     seq_dim = torch.export.Dim("seq", min=2, max=max_len)
     sample = next((b for b in batches if b[0].shape[0] >= 2 and b[0].shape[1] >= 3), None)
@@ -167,6 +246,7 @@ def _train_and_convert(student, teacher, batches, max_len, settings, progress):
                                    dynamic_shapes={n: {0: batch_dim, 1: seq_dim} for n in INPUT_NAMES})
     # The exported graph is in eval form (no dropout): QAD matches the teacher's eval outputs
     prepared = prepare_qat_pt2e(exported.module(), static_int8_quantizer(qat=True))
+    fixed = start_from_static_ranges(prepared, exported.module(), calibration)
     params = [p for p in prepared.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     was_training = teacher.training
@@ -194,6 +274,8 @@ def _train_and_convert(student, teacher, batches, max_len, settings, progress):
     head, tail = losses[:20], losses[-20:]
     summary = {"steps": settings.steps, "learning_rate": settings.learning_rate, "batch_size": settings.batch_size,
                "freeze_observers_after": freeze if freeze < settings.steps else None, "seed": settings.seed,
+               "activation_ranges": {"from": "int8-static (histogram)", "calibration_rows": len(calibration),
+                                     "tensors": fixed},
                "rows": sum(int(b[0].shape[0]) for b in batches), "batches": len(batches),
                "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail)}
     return convert_pt2e(prepared), summary

@@ -296,5 +296,8 @@ def test_failed_hint_offers_only_what_the_bundle_did_not_try():
     assert "gptq" not in hint("tflite", "int8", True) and "--quantize none" in hint("tflite", "int8", True)
     assert "int8-qat" in hint("executorch", "int8-static", False)
     assert "int8-qat" not in hint("tflite", "int8-static", False)  # int8-qat is ExecuTorch only
+    # 16-bit activations are the full-integer route that holds, and only a .tflite has them
+    assert "--quantize int16x8 --calibration-data TRAIN" in hint("tflite", "int8-static", False)
+    assert "int16x8" not in hint("executorch", "int8-static", False)
     assert "gptq" not in hint("executorch", "int8-static", True)
     assert "--quantize int8-static --calibration-data TRAIN" in hint("executorch", "int8-qat", False)
