@@ -237,6 +237,27 @@ def test_qad_starts_from_int8_static_ranges_and_keeps_them(tiny_classifier):
         assert not all(torch.equal(trained(*x), ptq(*x)) for x in calibration[:8]), "QAD changed nothing"
 
 
+def test_ranges_from_another_graph_are_refused(tiny_classifier, tmp_path):
+    """start_from_static_ranges pairs each QAT fake-quant with int8-static's observer on the same
+    node; given the graph of another model (one layer fewer), it refuses rather than mis-pair."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    from tinybert_edge.converters.qat import start_from_static_ranges, static_int8_quantizer
+
+    def exported(model_dir):
+        wrapper, rows = _rows(model_dir, TRAIN[:8])
+        ids, types = rows[0]
+        x = (torch.tensor([ids] * 2), torch.ones(2, len(ids), dtype=torch.long), torch.tensor([types] * 2))
+        return torch.export.export(wrapper, x).module(), x  # static shapes: calibrated at this one shape
+
+    graph, x = exported(tiny_classifier)
+    other, _ = exported(make_tiny_model_dir(tmp_path / "one", classifier=True, layers=1, seed=7, logit_scale=300.0))
+    prepared = prepare_qat_pt2e(copy.deepcopy(graph), static_int8_quantizer(qat=True))
+    with pytest.raises(ExportError, match="no activation observer on the node.*use --quantize int8-static"):
+        start_from_static_ranges(prepared, other, [x])
+    assert start_from_static_ranges(prepared, graph, [x]) > 10  # its own graph pairs every range
+
+
 def test_qad_without_calibration_texts_is_refused(tiny_classifier):
     from tinybert_edge.converters.qat import QadSettings, quantization_aware_distill
 
