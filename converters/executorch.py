@@ -238,7 +238,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             qad_sample = calibration_sample(qad_texts, qad_text_pairs, min(calibration_size, len(qad_texts)),
                                             "int8-qat's FFN outlier split")
             split_rows = tokenize(tok, *qad_sample, policy.max_len)
-        ffn_split = split_ffn_outliers(module, unpadded_inputs(split_rows, tok.pad_token_id))
+        split_inputs = unpadded_inputs(split_rows, tok.pad_token_id)
+        ffn_split = split_ffn_outliers(module, split_inputs)
     rounding = None
     if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
         # after the outlier split, so that each half of a split FFN output linear is rounded on its own
@@ -250,7 +251,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         # the ranges QAD starts from (and keeps) are int8-static's on the split's texts
         module, qad_summary = quantization_aware_distill(module, wrapper, qad_rows, policy.max_len,
                                                          qad or QadSettings(),
-                                                         calibration=unpadded_inputs(split_rows, tok.pad_token_id))
+                                                         calibration=split_inputs)
     programs = {}
     try:
         with quiet_native_output(), torch.no_grad():
