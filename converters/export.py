@@ -28,7 +28,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 
 from tinybert_edge import __version__
 from tinybert_edge.data import Columns, iter_task_examples
-from tinybert_edge.evaluate import classification_metrics, label_space_of, near_chance
+from tinybert_edge.evaluate import agreement_interval, classification_metrics, label_space_of, near_chance
 from tinybert_edge.files import publish_dir, sha256_file, write_bytes_atomically, write_json_atomically
 from tinybert_edge.models import check_classifier, load_classifier, load_config, load_tokenizer, resolve_model_dir
 
@@ -116,6 +116,8 @@ def check_quantization_request(quantization: str, n_texts: int, calibration_size
 
 
 WEIGHT_ROUNDINGS = ("nearest", "gptq")
+# the label agreement's interval recorded with each validation (Validation.interval)
+INTERVAL_CONFIDENCE = 0.95
 
 
 def _check_rounding_name(weight_rounding: str) -> None:
@@ -596,10 +598,30 @@ class Validation:
         allowed = math.floor((1.0 - self.threshold) * self.examples + 1e-9)
         return differ, allowed
 
+    def interval(self, confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float]:
+        """The label agreement's Wilson interval on these rows (evaluate.agreement_interval says why).
+
+        Returns:
+            (low, high) label agreement.
+        """
+        differ, _ = self.rows()
+        return agreement_interval(self.examples - differ, self.examples, confidence)
+
+    @property
+    def near_threshold(self) -> bool:
+        """Whether the threshold lies inside the interval: these rows do not decide the verdict, and
+        another sample of texts of this size could land on the other side of it."""
+        low, high = self.interval()
+        return low < self.threshold <= high
+
     def to_dict(self) -> dict:
+        low, high = self.interval()
         return {"data": self.data, "examples": self.examples, "threshold": self.threshold,
                 "label_agreement": self.label_agreement, "fp32_accuracy": self.fp32_accuracy,
-                "artifact_accuracy": self.artifact_accuracy, "passed": self.passed}
+                "artifact_accuracy": self.artifact_accuracy, "passed": self.passed,
+                "label_agreement_interval": {"method": "wilson", "confidence": INTERVAL_CONFIDENCE,
+                                             "low": low, "high": high},
+                "near_threshold": self.near_threshold}
 
 
 @dataclass
@@ -618,6 +640,9 @@ class BundleResult:
         acc = "" if v.artifact_accuracy is None else \
             f"  acc {100 * v.artifact_accuracy:5.2f} % (fp32 {100 * v.fp32_accuracy:5.2f} %)"
         status = "ok" if v.passed else f"FAILED (agreement < {100 * v.threshold:g} %)"
+        if v.near_threshold:
+            low, high = v.interval()
+            status += f" (near the bar: 95 % interval {100 * low:.2f}-{100 * high:.2f} %)"
         return f"{self.result.line()}{acc}  {status}  {self.path}"
 
 
@@ -954,14 +979,16 @@ def _calibration_request(specs, quantizations: list[str], weight_rounding: str, 
 
 def results_table(results: list[BundleResult]) -> str:
     """Markdown table of exported bundles: one row per artifact."""
-    lines = ["| format | quantization | seq-len policy | size (MB) | label agreement | max abs diff | "
-             "fp32 acc | artifact acc | export (s) | status |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| format | quantization | seq-len policy | size (MB) | label agreement | its 95 % interval | "
+             "max abs diff | fp32 acc | artifact acc | export (s) | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for b in results:
         r, v = b.result, b.validation
+        low, high = v.interval()
         acc = ("-", "-") if v.artifact_accuracy is None else (f"{100 * v.fp32_accuracy:.2f} %",
                                                                f"{100 * v.artifact_accuracy:.2f} %")
         lines.append(f"| {r.format} | {r.quantization} | {r.policy.tag} | {r.size_bytes / 1e6:.1f} | "
-                     f"{100 * v.label_agreement:.2f} % | {r.parity.max_abs:.1e} | {acc[0]} | {acc[1]} | "
-                     f"{r.seconds:.1f} | {'passed' if v.passed else 'FAILED'} |")
+                     f"{100 * v.label_agreement:.2f} % | {100 * low:.2f}-{100 * high:.2f} % | {r.parity.max_abs:.1e} | "
+                     f"{acc[0]} | {acc[1]} | {r.seconds:.1f} | {'passed' if v.passed else 'FAILED'}"
+                     f"{', near the bar' if v.near_threshold else ''} |")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from conftest import FIVE_LABELS as LABELS
 from conftest import five_class_rows as _rows
 from conftest import make_tiny_model_dir, write_tsv
 from tinybert_edge.cli import main
+from tinybert_edge.evaluate import agreement_interval
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,11 @@ def test_heldout_reproduces_export_agreement_on_its_own_data_and_scores_another_
         assert r["label_agreement"] == pytest.approx(v["label_agreement"], abs=1e-12)
         assert r["accuracy"] == pytest.approx(v["artifact_accuracy"], abs=1e-12)
         assert r["fp32_accuracy"] == pytest.approx(v["fp32_accuracy"], abs=1e-12)
+        # each agreement with its 95 % interval on its rows, the export's as metadata.json recorded it
+        assert r["interval"] == list(agreement_interval(round(r["label_agreement"] * 40), 40))
+        assert r["export_interval"] == pytest.approx([v["label_agreement_interval"]["low"],
+                                                      v["label_agreement_interval"]["high"]])
+        assert r["interval"][0] <= r["label_agreement"] <= r["interval"][1]
         # the continuous figures too (this random tiny model gives every text one label, so labels
         # alone would agree whatever was compared)
         assert r["mean_abs_diff"] == pytest.approx(parity["mean_abs"], rel=1e-3, abs=1e-6), d.name
@@ -71,6 +77,7 @@ def test_heldout_reproduces_export_agreement_on_its_own_data_and_scores_another_
     assert r["examples"] == 30 and 0.0 <= r["accuracy"] <= 1.0
     table = (other / "heldout.md").read_text()
     assert f"| {dirs[0].name} |" in table and "test.tsv" in table
+    assert f"{100 * r['label_agreement']:.2f} % ({100 * r['interval'][0]:.2f}-{100 * r['interval'][1]:.2f})" in table
     assert (other / "heldout.png").stat().st_size > 10_000
     assert np.isfinite(r["mean_abs_diff"])
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinybert_edge.evaluate import classification_metrics, near_chance, regression_metrics
+from tinybert_edge.evaluate import agreement_interval, classification_metrics, near_chance, regression_metrics
 
 
 def test_binary_accuracy_f1_mcc():
@@ -37,3 +37,26 @@ def test_near_chance():
     assert near_chance({"accuracy": 0.60, "majority": 0.58}, 2)
     assert not near_chance({"accuracy": 0.85, "majority": 0.58}, 2)
     assert near_chance({"accuracy": 0.10, "majority": 0.35}, 3)  # the public code's MNLI symptom
+
+
+@pytest.mark.parametrize("agreeing,rows", [(1243, 1250), (1238, 1250), (1250, 1250), (0, 1250), (39, 40), (1, 3),
+                                           (1113, 1132)])
+def test_agreement_interval_is_wilsons(agreeing, rows):
+    """The interval export records next to label agreement is Wilson's score interval: checked
+    against scipy's own implementation (scipy comes with the export extra; the core does not use it)."""
+    binomtest = pytest.importorskip("scipy.stats").binomtest
+    expected = binomtest(agreeing, rows).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = agreement_interval(agreeing, rows)
+    assert low == pytest.approx(expected.low, abs=1e-12) and high == pytest.approx(expected.high, abs=1e-12)
+    assert 0.0 <= low <= agreeing / rows <= high <= 1.0
+    wider = agreement_interval(agreeing, rows, confidence=0.99)
+    assert wider[0] <= low and wider[1] >= high
+
+
+def test_agreement_interval_edges_and_bad_counts():
+    assert agreement_interval(0, 0) == (0.0, 1.0)  # no rows decide nothing
+    # 100 % on 40 rows cannot show 99 %, on 1,250 it can
+    assert agreement_interval(40, 40)[0] < 0.99 < agreement_interval(1250, 1250)[0]
+    for args in ((5, 4), (-1, 4), (1, 4, 1.0), (1, 4, 0.0)):
+        with pytest.raises(ValueError):
+            agreement_interval(*args)

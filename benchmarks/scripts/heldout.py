@@ -82,7 +82,9 @@ def measure(bundles: list[Path], data: Path, columns=None) -> dict:
                         "max_abs_diff": parity.max_abs, "sqnr_db": parity.to_dict()["sqnr_db"],
                         "fp32_accuracy": float((reference.argmax(-1) == g).mean()),
                         "accuracy": float((candidate.argmax(-1) == g).mean()),
+                        "interval": _interval(parity.label_agreement, parity.examples),
                         "export_agreement": meta["validation"]["label_agreement"],
+                        "export_interval": _interval(meta["validation"]["label_agreement"], meta["validation"]["examples"]),
                         "export_data": meta["validation"].get("data")})
         print(f"{path.name}: agreement {100 * parity.label_agreement:.2f} % on {parity.examples} rows of {data.name} "
               f"({100 * meta['validation']['label_agreement']:.2f} % at export)", flush=True)
@@ -90,19 +92,32 @@ def measure(bundles: list[Path], data: Path, columns=None) -> dict:
             "data": str(data), "results": results}
 
 
+def _interval(agreement: float, rows: int) -> list[float]:
+    """The agreement's 95 % Wilson interval on `rows` rows (agreement is a row count over rows)."""
+    from tinybert_edge.evaluate import agreement_interval
+
+    return list(agreement_interval(round(agreement * rows), rows))
+
+
 def to_markdown(report: dict) -> str:
     """The report as a Markdown table, one row per bundle."""
     lines = [f"Bundles re-scored on {Path(report['data']).name} ({report['machine']}, {report['date']}): agreement "
              "with the eager fp32 model on the same padded inputs, and the agreement recorded at export; mean abs "
-             "diff and SQNR are on the bundle's outputs (ExecuTorch: logits, LiteRT: probabilities)", "",
+             "diff and SQNR are on the bundle's outputs (ExecuTorch: logits, LiteRT: probabilities); in brackets, the "
+             "agreement's 95 % Wilson interval on those rows", "",
              "| bundle | status at export | agreement at export | agreement here | rows | mean abs diff | SQNR dB "
              "| accuracy (fp32) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         sqnr = "inf" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f}"
-        lines.append(f"| {r['bundle']} | {r['status']} | {100 * r['export_agreement']:.2f} % | "
-                     f"{100 * r['label_agreement']:.2f} % | {r['examples']} | {r['mean_abs_diff']:.4f} | {sqnr} | "
+        lines.append(f"| {r['bundle']} | {r['status']} | {100 * r['export_agreement']:.2f} % {_brackets(r['export_interval'])} | "
+                     f"{100 * r['label_agreement']:.2f} % {_brackets(r['interval'])} | {r['examples']} | "
+                     f"{r['mean_abs_diff']:.4f} | {sqnr} | "
                      f"{100 * r['accuracy']:.2f} % ({100 * r['fp32_accuracy']:.2f} %) |")
     return "\n".join(lines) + "\n"
+
+
+def _brackets(interval: list[float]) -> str:
+    return f"({100 * interval[0]:.2f}-{100 * interval[1]:.2f})"
 
 
 def plot(report: dict, path: Path) -> None:
@@ -115,9 +130,15 @@ def plot(report: dict, path: Path) -> None:
     results = report["results"]
     fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(results) + 1), 4.4))
     xs = range(len(results))
-    ax.bar([x - 0.2 for x in xs], [100 * r["export_agreement"] for r in results], 0.4, label="at export (its --data)")
+    # whiskers: each agreement's 95 % interval on its rows, so a bar whose whisker crosses 99 % reads as undecided
+    def whiskers(key, interval_key):
+        return [[100 * (r[key] - r[interval_key][0]) for r in results], [100 * (r[interval_key][1] - r[key]) for r in results]]
+
+    ax.bar([x - 0.2 for x in xs], [100 * r["export_agreement"] for r in results], 0.4, label="at export (its --data)",
+           yerr=whiskers("export_agreement", "export_interval"), capsize=3, error_kw={"lw": 1})
     ax.bar([x + 0.2 for x in xs], [100 * r["label_agreement"] for r in results], 0.4,
-           label=f"held out ({Path(report['data']).name})")
+           label=f"held out ({Path(report['data']).name})", yerr=whiskers("label_agreement", "interval"), capsize=3,
+           error_kw={"lw": 1})
     ax.axhline(99, color="grey", ls="--", lw=1)
     # on a white patch: at the right edge the label sits over the last bundle's bar
     ax.text(len(results) - 0.5, 99.05, "99 %: pass", fontsize=8, color="grey", ha="right", va="bottom",
@@ -126,9 +147,9 @@ def plot(report: dict, path: Path) -> None:
     # the bundle's own name (model, format, scheme, rounding, lengths), broken after the format
     ax.set_xticklabels([f"{i + 1}: " + r["bundle"].replace(f"-{r['format']}-", f"-{r['format']}\n", 1)
                         for i, r in enumerate(results)], fontsize=8)
-    lo = min(min(100 * r["label_agreement"], 100 * r["export_agreement"]) for r in results)
+    lo = min(min(100 * r["interval"][0], 100 * r["export_interval"][0]) for r in results)
     ax.set_ylim(min(lo - 0.5, 98.0), 100.2)
-    ax.set_ylabel("label agreement with fp32, %")
+    ax.set_ylabel("label agreement with fp32, % (whiskers: 95 % interval)")
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(f"Agreement at export vs held out, {report['machine']}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
