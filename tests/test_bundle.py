@@ -340,7 +340,11 @@ def test_validation_says_when_its_rows_do_not_decide_the_bar(bundles):
     v = meta["validation"]
     assert (v["label_agreement_interval"]["low"], v["label_agreement_interval"]["high"]) == pytest.approx(
         agreement_interval(round(v["label_agreement"] * v["examples"]), v["examples"]))
-    assert v["near_threshold"] is (v["label_agreement_interval"]["low"] < v["threshold"])
+    assert v["label_agreement"] == 1.0 and v["threshold"] == 0.9 and v["near_threshold"] is False
+    # a bundle written before these fields (an older tinybert-edge of this schema version) still checks
+    old = json.loads(json.dumps(meta))
+    del old["validation"]["label_agreement_interval"], old["validation"]["near_threshold"]
+    check_metadata(old, "an older bundle")
     meta["validation"]["label_agreement_interval"]["low"] = -0.1
     with pytest.raises(BundleError, match="label_agreement_interval"):  # and the schema checks the new fields
         check_metadata(meta, "test")

@@ -24,7 +24,7 @@ from .benchmarks.bert_base import export_bert_base_bundles
 from .benchmarks.harness import Target, exit_status, run_and_report, show_report, targets_from_paths
 from .converters import FORMATS, SeqLenPolicy
 from .converters.bundle import load_bundle
-from .converters.export import export_bundles, first_text, results_table
+from .converters.export import INTERVAL_CONFIDENCE, export_bundles, first_text, results_table
 from .converters.golden import write_golden
 from .data import Columns
 from .demo import run_demo
@@ -203,7 +203,7 @@ def cmd_export(a) -> int:
         if v.near_threshold and a.data is not None:  # without --data the warning above already says it
             low, high = v.interval()
             print(f"note: {b.path} passed at {100 * v.label_agreement:.2f} %, but the {a.threshold:g} % bar lies inside "
-                  f"its 95 % interval ({100 * low:.2f}-{100 * high:.2f} % on {v.examples} rows): another sample of texts "
+                  f"its {100 * INTERVAL_CONFIDENCE:g} % interval ({100 * low:.2f}-{100 * high:.2f} % on {v.examples} rows): another sample of texts "
                   "could fail it. Check it on a held-out file before shipping it (from a checkout: python -m "
                   f"benchmarks.scripts.heldout --bundle {b.path} --data TEST).", file=sys.stderr)
     if ok:
@@ -215,7 +215,7 @@ def cmd_export(a) -> int:
             v = b.validation
             differ, allowed = v.rows()
             low, high = v.interval()
-            near = (f"; its 95 % interval {100 * low:.2f}-{100 * high:.2f} % holds the bar, so another sample of texts "
+            near = (f"; its {100 * INTERVAL_CONFIDENCE:g} % interval {100 * low:.2f}-{100 * high:.2f} % holds the bar, so another sample of texts "
                     "could pass it" if v.near_threshold else "")
             print(f"error: {b.path} label agreement {100 * v.label_agreement:.2f} % is under the threshold "
                   f"{a.threshold:g} % ({differ} of {v.examples} rows differ from fp32; it allows {allowed}{near}); the bundle is "
