@@ -621,6 +621,17 @@ class Validation:
         low, high = self.interval()
         return low < self.threshold <= high
 
+    @property
+    def shows_near_threshold(self) -> bool:
+        """Whether export's output marks this verdict near the bar: near_threshold on real data only
+        (on the 3 built-in sentences every bundle would be, and export's warning already says to
+        pass --data; metadata.json still records near_threshold as it is).
+
+        Returns:
+            near_threshold, and the rows came from a data file.
+        """
+        return self.near_threshold and self.data is not None
+
     def to_dict(self) -> dict:
         low, high = self.interval()
         return {"data": self.data, "examples": self.examples, "threshold": self.threshold,
@@ -646,10 +657,8 @@ class BundleResult:
         v = self.validation
         acc = "" if v.artifact_accuracy is None else \
             f"  acc {100 * v.artifact_accuracy:5.2f} % (fp32 {100 * v.fp32_accuracy:5.2f} %)"
-        # near the bar only on real data: on the 3 built-in sentences every bundle would be, and
-        # export's warning already says to pass --data
         near = ""
-        if v.near_threshold and v.data is not None:
+        if v.shows_near_threshold:
             low, high = v.interval()
             near = f"near the bar: {100 * INTERVAL_CONFIDENCE:g} % interval {100 * low:.2f}-{100 * high:.2f} %"
         if v.passed:
@@ -1004,5 +1013,5 @@ def results_table(results: list[BundleResult]) -> str:
         lines.append(f"| {r.format} | {r.quantization} | {r.policy.tag} | {r.size_bytes / 1e6:.1f} | "
                      f"{100 * v.label_agreement:.2f} % | {100 * low:.2f}-{100 * high:.2f} % | {r.parity.max_abs:.1e} | "
                      f"{acc[0]} | {acc[1]} | {r.seconds:.1f} | {'passed' if v.passed else 'FAILED'}"
-                     f"{', near the bar' if v.near_threshold and v.data is not None else ''} |")
+                     f"{', near the bar' if v.shows_near_threshold else ''} |")
     return "\n".join(lines)

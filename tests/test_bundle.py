@@ -335,6 +335,9 @@ def test_validation_says_when_its_rows_do_not_decide_the_bar(bundles):
         assert d["label_agreement_interval"]["low"] < v.label_agreement <= d["label_agreement_interval"]["high"]
     # 40 rows at 100 %: the bar is inside the interval, so a small dev file cannot pass a bundle for sure
     assert Validation("dev.tsv", 40, 0.99, 1.0).near_threshold
+    # export marks it only on a data file: on the built-in sentences its warning already says so
+    assert Validation("dev.tsv", 40, 0.99, 1.0).shows_near_threshold
+    assert Validation(None, 3, 0.99, 1.0).near_threshold and not Validation(None, 3, 0.99, 1.0).shows_near_threshold
     # a real bundle records it (40 rows, threshold 90 %: 100 % agreement's interval starts above 90 %)
     meta = json.loads((bundles / "student-tflite-int8-seq32" / "metadata.json").read_text())
     v = meta["validation"]

@@ -200,7 +200,7 @@ def cmd_export(a) -> int:
     ok = [b for b in results if b.validation.passed]
     for b in ok:
         v = b.validation
-        if v.near_threshold and a.data is not None:  # without --data the warning above already says it
+        if v.shows_near_threshold:
             low, high = v.interval()
             print(f"note: {b.path} passed at {100 * v.label_agreement:.2f} %, but the {a.threshold:g} % bar lies inside "
                   f"its {100 * INTERVAL_CONFIDENCE:g} % interval ({100 * low:.2f}-{100 * high:.2f} % on {v.examples} rows): another sample of texts "
