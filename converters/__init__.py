@@ -39,6 +39,8 @@ class FormatSpec:
         gptq: the quantizations whose linear weights are per-channel int8, which
             `--weight-rounding gptq` can round (converters/gptq.py).
         calibrated: the quantizations that calibrate activation ranges on --calibration-data.
+        single_text: its consumer takes one text per input (MediaPipe Tasks' TextClassifier), so
+            a model of sentence pairs cannot be exported to it.
     """
 
     name: str
@@ -51,6 +53,7 @@ class FormatSpec:
     default_policy: Callable[[int], SeqLenPolicy]
     gptq: tuple[str, ...] = ()
     calibrated: tuple[str, ...] = ()
+    single_text: bool = False
 
 
 def _missing(e: ImportError, package: str) -> ExportError:
@@ -116,7 +119,8 @@ FORMATS: dict[str, FormatSpec] = {
     # LiteRT with one fixed-length signature: what MediaPipe Tasks' TextClassifier loads as is
     # (int16x8 loads and runs in MediaPipe 1.2.2's TextClassifier: tests/test_int16x8.py)
     "mediapipe": FormatSpec("mediapipe", ".tflite", ("none", "int8", "int16x8"), ("fixed",), "ai-edge-litert",
-                            _mediapipe, _tflite_runner, _fixed, gptq=("int8", "int16x8"), calibrated=("int16x8",)),
+                            _mediapipe, _tflite_runner, _fixed, gptq=("int8", "int16x8"), calibrated=("int16x8",),
+                            single_text=True),
 }
 
 

@@ -114,6 +114,22 @@ class Bundle:
         """True when the artifact applies softmax itself (a MediaPipe-ready .tflite)."""
         return self.metadata["outputs"][0]["kind"] == "probabilities"
 
+    @property
+    def expects_pairs(self) -> bool:
+        """True when the model classifies sentence pairs: its self-test, taken from the validation
+        data at export, has a second segment. (A pair model exported without --data cannot be told
+        apart, as its self-test uses built-in single sentences.)"""
+        info = self.metadata.get("self_test")
+        if info is None:
+            return False
+        doc = json.loads((self.path / info["file"]).read_text(encoding="utf-8"))
+        return any(case.get("text_pair") for case in doc["cases"])
+
+    def count_truncated(self, texts: list[str], text_pairs: list[str] | None = None) -> int:
+        """How many inputs are longer than the artifact's max_seq_len, so that it sees their first
+        tokens only (what predict says, and an app should)."""
+        return self.tokenizer().count_truncated(texts, text_pairs, self.policy.max_len)
+
     def tokenizer(self) -> WordPieceTokenizer:
         """The bundle's tokenizer rebuilt from vocab.txt and metadata (what an app must do too)."""
         return WordPieceTokenizer(self.path / self.metadata["tokenizer"]["vocab_file"], self.metadata["tokenizer"])

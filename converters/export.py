@@ -578,6 +578,7 @@ class Validation:
     label_agreement: float
     fp32_accuracy: float | None = None
     artifact_accuracy: float | None = None
+    truncated: int = 0  # rows longer than the artifact's max_seq_len, validated on their first tokens
 
     @property
     def passed(self) -> bool:
@@ -639,7 +640,7 @@ class Validation:
                 "artifact_accuracy": self.artifact_accuracy, "passed": self.passed,
                 "label_agreement_interval": {"method": "wilson", "confidence": INTERVAL_CONFIDENCE,
                                              "low": low, "high": high},
-                "near_threshold": self.near_threshold}
+                "near_threshold": self.near_threshold, "truncated_texts": self.truncated}
 
 
 @dataclass
@@ -748,7 +749,8 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
             fp32_acc = fp32["accuracy"]
             art_acc = float((r.artifact_logits.argmax(-1) == g).mean())
             chance = near_chance({**fp32, "task_type": "classification"}, len(labels))
-        v = Validation(data_name, r.parity.examples, threshold, r.parity.label_agreement, fp32_acc, art_acc)
+        v = Validation(data_name, r.parity.examples, threshold, r.parity.label_agreement, fp32_acc, art_acc,
+                       count_truncated(tok, texts or DEFAULT_TEXTS, text_pairs, r.policy.max_len))
         outputs_kind = r.details.get("outputs", "logits")
         self_test = _write_self_test(tmp, spec, r, tok, labels, texts or DEFAULT_TEXTS, text_pairs)
         meta = {
@@ -836,9 +838,28 @@ def read_validation_data(path: str | Path, config, columns=None, max_examples: i
     return texts, (pairs if any(p is not None for p in pairs) else None), gold
 
 
-def first_text(path: str | Path, columns: Columns | None = None) -> str:
-    """The first text of a task file (for the "next:" hints: the user's own data, not a movie review)."""
-    return next(iter_task_examples(path, columns or Columns(), require_label=False)).text
+def count_truncated(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len: int) -> int:
+    """How many inputs are longer than `max_len` tokens (with [CLS] and [SEP]), so that an artifact
+    sees only their first tokens, as an app does.
+
+    Args:
+        tokenizer: the model's transformers tokenizer.
+        texts, text_pairs: the inputs (pairs None: single texts).
+        max_len: the artifact's longest input.
+
+    Returns:
+        The number of inputs that are cut.
+    """
+    # verbose=False: transformers warns about every text over the model's 512 positions, which is what we count
+    enc = tokenizer(texts, text_pairs, verbose=False) if text_pairs else tokenizer(texts, verbose=False)
+    return sum(len(ids) > max_len for ids in enc["input_ids"])
+
+
+def first_text(path: str | Path, columns: Columns | None = None) -> tuple[str, str | None]:
+    """The first text of a task file and its second segment (None without one), for the "next:"
+    hints: the user's own data, not a movie review."""
+    ex = next(iter_task_examples(path, columns or Columns(), require_label=False))
+    return ex.text, ex.text_pair
 
 
 def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[str], quantizations: list[str],
@@ -898,6 +919,11 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
     texts = pairs = gold = None
     if data is not None:
         texts, pairs, gold = read_validation_data(data, config, columns, max_examples)
+        one_text = [s.name for s in specs if s.single_text]
+        if pairs is not None and one_text:
+            raise ExportError(f"{data} has sentence pairs, and --format {one_text[0]} makes a model for MediaPipe "
+                              "Tasks' TextClassifier, which takes one text per input: export --format tflite or "
+                              "executorch for a pair model (predict takes both segments)")
     options: dict[str, dict] = {"int8-static": {"calibration_size": calibration_size}}
     qad = QadSettings(steps=qad_steps) if qad_steps is not None else QadSettings()
     calibration = _calibration_request(specs, quantizations, weight_rounding, calibration_data, calibration_size,

@@ -207,6 +207,15 @@ class WordPieceTokenizer:
         encs = self._tk.encode_batch(list(zip(texts, text_pairs)) if text_pairs else list(texts))
         return [(e.ids, e.type_ids) for e in encs]
 
+    def count_truncated(self, texts: list[str], text_pairs: list[str] | None, max_len: int) -> int:
+        """How many inputs encode to more than max_len tokens (with the special tokens)."""
+        self._tk.no_truncation()
+        try:
+            encs = self._tk.encode_batch(list(zip(texts, text_pairs)) if text_pairs else list(texts))
+        finally:
+            self._tk.enable_truncation(max_len, strategy="longest_first")
+        return sum(len(e.ids) > max_len for e in encs)
+
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         return [self._tk.id_to_token(i) for i in ids]
 

@@ -196,6 +196,12 @@ def cmd_export(a) -> int:
         print(f"\nwarning: {a.model} is itself near chance on {a.data}: the bundles agree with a model that learned "
               "little (metadata.json: source_model.near_chance). Distill it again before shipping it "
               "(tinybert-edge distill task --init sliced ...)", file=sys.stderr)
+    for max_len in sorted({b.result.policy.max_len for b in results if b.validation.truncated}):
+        n = max(b.validation.truncated for b in results if b.result.policy.max_len == max_len)
+        print(f"note: {n} of {results[0].validation.examples} validation texts are longer than {max_len} tokens; the "
+              f"bundles were validated on their first {max_len} tokens, as an app runs them (metadata.json: "
+              "validation.truncated_texts). Export with a larger --seq-len if the rest of a text matters.",
+              file=sys.stderr)
     failed = [b for b in results if not b.validation.passed]
     ok = [b for b in results if b.validation.passed]
     for b in ok:
@@ -207,8 +213,9 @@ def cmd_export(a) -> int:
                   "could fail it. Check it on a held-out file before shipping it (from a checkout: python -m "
                   f"benchmarks.scripts.heldout --bundle {b.path} --data TEST).", file=sys.stderr)
     if ok:
-        example = first_text(a.data, _columns(a)) if a.data else "some text to classify"
-        print(f"\nnext: tinybert-edge predict --bundle {ok[-1].path} {_shell_quote(example)}")
+        text, pair = first_text(a.data, _columns(a)) if a.data else ("some text to classify", None)
+        example = _shell_quote(text) + (f" --pair {_shell_quote(pair)}" if pair is not None else "")
+        print(f"\nnext: tinybert-edge predict --bundle {ok[-1].path} {example}")
         print(f"      tinybert-edge bench --student {' '.join(str(b.path) for b in ok)} ...")
     if failed:
         for b in failed:
@@ -262,24 +269,53 @@ def cmd_predict(a) -> int:
     if a.threads is not None and a.threads <= 0:
         raise ConfigError(f"--threads {a.threads} must be at least 1")
     texts = [t for t in a.texts if t != "-"]
+    if a.pair and len(a.pair) != len(texts):
+        raise ConfigError(f"{len(a.pair)} --pair for {len(texts)} text(s) on the command line; give one --pair "
+                          "(the second segment) per text, in the same order")
+    # one second segment per text, or None where a source has none (checked against the bundle below)
+    pairs: list[str | None] = list(a.pair) if a.pair else [None] * len(texts)
+    for t in texts:
+        if not t.strip():
+            raise ConfigError("an empty text on the command line; give the text to classify")
     if "-" in a.texts:
-        texts += read_texts(sys.stdin.buffer, "standard input")
+        got, _ = read_texts(sys.stdin.buffer, "standard input")
+        texts += got
+        pairs += [None] * len(got)
     if a.file:
-        texts += read_texts(a.file, a.file, _columns(a))
+        got, got_pairs = read_texts(a.file, a.file, _columns(a))
+        texts += got
+        pairs += got_pairs or [None] * len(got)
     if not texts:
         raise ConfigError("give at least one text: tinybert-edge predict --bundle DIR \"some text\" (or - to read "
                           "standard input, one text a line, or --file FILE)")
     bundle = load_bundle(a.bundle, allow_failed=a.allow_failed)
+    have = [p is not None for p in pairs]
+    if bundle.expects_pairs and not all(have):
+        raise ConfigError(f"{bundle.path} classifies sentence pairs (its self-test was exported with a second "
+                          f"segment), and {have.count(False)} of {len(texts)} input(s) have none: give --file with a "
+                          f"{a.text_pair_column!r} column, or --pair SECOND after each text on the command line")
+    if any(have) and not all(have):
+        raise ConfigError(f"{have.count(True)} of {len(texts)} inputs have a second segment and the rest do not; "
+                          "classify pairs and single texts in separate calls")
     bundle.self_test()  # a few ms: the artifact reproduces its exported outputs on this machine
-    probs, ms = bundle.classify(texts, threads=a.threads)
+    probs, ms = bundle.classify(texts, pairs if all(have) else None, threads=a.threads)
     rows = []
-    for text, p, t in zip(texts, probs, ms):
+    for text, pair, p, t in zip(texts, pairs, probs, ms):
         top = int(p.argmax())
         scores = ", ".join(f"{lab} {q:.3f}" for lab, q in zip(bundle.labels, p))
-        short = text if len(text) <= 60 else text[:57] + "..."
+        shown = text if pair is None else f"{text} / {pair}"
+        short = shown if len(shown) <= 60 else shown[:57] + "..."
         print(f"{bundle.labels[top]:<10} {p[top]:.3f}  [{scores}]  {t:6.2f} ms  {short!r}")
-        rows.append({"text": text, "label": bundle.labels[top], "probabilities": dict(zip(bundle.labels,
-                     map(float, p))), "latency_ms": t})
+        row = {"text": text}
+        if pair is not None:
+            row["text_pair"] = pair
+        rows.append({**row, "label": bundle.labels[top], "probabilities": dict(zip(bundle.labels, map(float, p))),
+                     "latency_ms": t})
+    truncated = bundle.count_truncated(texts, pairs if all(have) else None)
+    if truncated:
+        print(f"note: {truncated} of {len(texts)} input(s) are longer than the bundle's {bundle.policy.max_len} "
+              "tokens and were classified on their first tokens only; export with a larger --seq-len to keep "
+              "more of them", file=sys.stderr)
     print(f"{bundle.format} {bundle.metadata['quantization']['name']} {bundle.policy.tag}: {len(texts)} text(s), "
           f"median {sorted(ms)[len(ms) // 2]:.2f} ms after one warm-up run")
     if a.json:
@@ -520,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="*", help="texts to classify; - reads standard input, one text a line")
     pr.add_argument("--file", help="also classify the texts of this file: a task file (.tsv/.csv/.jsonl, its text "
                     "column) or plain text, one a line")
+    pr.add_argument("--pair", action="append", metavar="SECOND",
+                    help="the second segment (e.g. an NLI hypothesis) of a pair model's input: one per text on the "
+                    "command line, in order; a --file takes them from its text-pair column")
     pr.add_argument("--threads", type=int, default=None, help="runtime threads (tflite)")
     pr.add_argument("--allow-failed", action="store_true", help="use a bundle whose validation failed")
     pr.add_argument("--json", help="also write the predictions here")

@@ -33,6 +33,15 @@ class ScanReport:
     rows: int
     truncated: int
     max_tokens: int
+    longest_label_run: int = 0  # most consecutive rows with one label (task files)
+    shuffle_buffer: int = 0  # how many rows the training shuffle mixes at a time
+
+    @property
+    def label_runs_outlast_shuffle(self) -> bool:
+        """Whether one label fills at least half of the shuffle buffer for a stretch: a file sorted
+        by label (as exports often are) and longer than the buffer, so training would see one or
+        two labels at a time."""
+        return self.rows > self.shuffle_buffer and 2 * self.longest_label_run >= self.shuffle_buffer
 
 
 class TextBatches:
@@ -118,19 +127,24 @@ class TextBatches:
                 truncated += len(ids) > self.max_seq_len
             chunk.clear()
 
+        run = longest_run = 0
+        previous = None
         it = self._examples()
         if progress:
             it = tqdm(it, desc=f"scan {self.path.name}", unit=" rows", leave=False)
         for ex in it:
             if self.labels is not None:
                 self.labels.encode(ex.label, self.path, ex.line)
+                run = run + 1 if ex.label == previous else 1
+                previous, longest_run = ex.label, max(longest_run, run)
             chunk.append(ex)
             rows += 1
             if len(chunk) >= 512:
                 flush()
         flush()
         self._rows = rows
-        return ScanReport(rows=rows, truncated=truncated, max_tokens=longest)
+        return ScanReport(rows=rows, truncated=truncated, max_tokens=longest, longest_label_run=longest_run,
+                          shuffle_buffer=self.shuffle_buffer if self.shuffle else 0)
 
     @property
     def rows(self) -> int:

@@ -254,7 +254,7 @@ def export_step(student: Path, paths, out: Path) -> tuple[list[dict], str]:
              "validation_examples": b.validation.examples,
              "status": "passed" if b.validation.passed else "failed", "bundle": str(b.path)} for b in results]
     md = "On-device artifacts of the student (dev split, batch 1)\n\n" + results_table(results)
-    md += f"\n\nnext: tinybert-edge predict --bundle {results[-1].path} '{first_text(paths.dev)[:70]}'"
+    md += f"\n\nnext: tinybert-edge predict --bundle {results[-1].path} '{first_text(paths.dev)[0][:70]}'"
     return rows, md
 
 

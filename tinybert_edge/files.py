@@ -22,6 +22,9 @@ def publish_dir(build, out_dir: str | Path) -> Path:
         The final directory.
     """
     out = Path(out_dir)
+    # the parents this call creates, deepest first: a failed build removes them again (if still
+    # empty), so a bad input leaves nothing behind, not even an empty --out
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -38,6 +41,11 @@ def publish_dir(build, out_dir: str | Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for p in created:
+            try:
+                p.rmdir()
+            except OSError:  # not empty (another bundle of the same call landed there) or gone
+                break
         raise
     return out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from . import gd_cache
-from .data import Columns, LabelSpace, TextBatches, collect_labels
+from .data import Columns, LabelSpace, TextBatches, collect_labels, iter_task_examples
 from .errors import ConfigError, ModelError
 from .evaluate import evaluate_model, label_space_of, near_chance
 from .mapping import LayerMap
@@ -45,13 +45,27 @@ class Reporter:
 
 
 def _setup(cfg: TrainConfig, run_dir: Path, spec: dict, resume: bool, overwrite: bool):
+    """(accelerator, resuming, reporter) after checking that the run may use `run_dir`; writes nothing
+    (_start_run does, once every input has been read, so a bad file leaves no run directory that
+    would then refuse the corrected command)."""
     acc = make_accelerator(cfg)
     resuming = check_run_dir(run_dir, spec, resume=resume, overwrite=overwrite)
+    return acc, resuming, Reporter(acc.is_main_process)
+
+
+def _start_run(acc, run_dir: Path, spec: dict, resuming: bool) -> None:
+    """Create the run directory and its marker (main process), after every process has checked it."""
     acc.wait_for_everyone()
     if acc.is_main_process and not resuming:
         init_run_dir(run_dir, spec)
     acc.wait_for_everyone()
-    return acc, resuming, Reporter(acc.is_main_process)
+
+
+def _check_labelled_file(path: str | Path, space: LabelSpace, columns: Columns) -> None:
+    """Read a labelled file in full and encode every label, so an unknown label or a bad row fails
+    before training instead of after it."""
+    for ex in iter_task_examples(path, columns):
+        space.encode(ex.label, Path(path), ex.line)
 
 
 def _scan(data: TextBatches, say: Reporter, what: str) -> None:
@@ -60,6 +74,11 @@ def _scan(data: TextBatches, say: Reporter, what: str) -> None:
     if rep.truncated:
         say(f"note: {rep.truncated:,} of {rep.rows:,} texts in {data.path.name} are longer than {data.max_seq_len} "
             f"tokens (longest {rep.max_tokens}) and are truncated; raise --max-seq-len to keep them")
+    if rep.label_runs_outlast_shuffle:
+        say.warn(f"warning: {data.path.name} has {rep.longest_label_run:,} rows in a row with one label, and training "
+                 f"mixes {rep.shuffle_buffer:,} rows at a time (the file is read as a stream), so it would see one "
+                 "or two labels for long stretches. Shuffle its rows once before training, e.g. "
+                 "(head -n1 F; tail -n+2 F | shuf) > F2 for a .tsv (shuf F > F2 for a .jsonl)")
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg: TrainConfig, *,
@@ -90,10 +109,13 @@ def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg
     if task_type not in ("classification", "regression"):
         raise ConfigError(f"task type must be classification or regression, got {task_type!r}")
     if task_type == "classification":
+        explicit_labels = bool(labels)
         labels = labels or collect_labels(train_file, columns)
         if len(labels) < 2:
             raise ConfigError(f"{train_file} has a single label {labels}; a classifier needs at least two")
-        space = LabelSpace("classification", {lab: i for i, lab in enumerate(labels)})
+        space = LabelSpace("classification", {lab: i for i, lab in enumerate(labels)},
+                           unknown_fix="add it to --labels, or leave --labels out to take every label of --train"
+                           if explicit_labels else "add rows with this label to --train, or drop it from this file")
         head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                 "label2id": {lab: i for i, lab in enumerate(labels)}}
     else:
@@ -108,6 +130,9 @@ def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg
     tok = load_tokenizer(src)
     data = TextBatches(train_file, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, labels=space, columns=columns)
     _scan(data, say, "fine-tune data")
+    if dev_file:  # read in full now: a typo in its path or an unknown label must not cost the training run
+        _check_labelled_file(dev_file, space, columns)
+    _start_run(acc, out, spec, resuming)
     seed_everything(cfg.seed)
     model = load_classifier(src, **head)
     # finetune_config.json names the pre-trained model: `distill task` slices it for the student
@@ -236,6 +261,7 @@ def distill_general(teacher_dir: str | Path, corpus: str | Path, out: str | Path
     tok = load_tokenizer(t_dir)
     data = TextBatches(corpus, tok, cfg.max_seq_len, cfg.batch_size, cfg.seed, corpus=True)
     _scan(data, say, "corpus")
+    _start_run(acc, out, spec, resuming)
     key = cached = None
     if use_cache:
         key = gd_cache.gd_key(t_dir, corpus, shape.__dict__, init, settings.to_dict(), cfg.to_dict())
@@ -456,6 +482,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         say.warn("warning: no --dev file: the teacher is not checked before distillation (the public TinyBERT "
                  "code's label-order bug would go unnoticed)")
     say(f"student init: {s_init.describe()}")
+    _start_run(acc, out, main_spec, resuming)
 
     # Step 2 reading step 1's teacher logits skips its teacher forward. The cache is saved with
     # step 1's checkpoints and finished run, so a run resumed inside or between the steps equals

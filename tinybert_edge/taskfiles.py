@@ -47,6 +47,8 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text) decoding UTF-8 strictly, one line at a time."""
     with open(path, "rb") as f:
         for i, raw in enumerate(f, start=1):
+            if i == 1:
+                raw = _strip_bom(raw)
             try:
                 yield i, raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -54,6 +56,12 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                     f"{path}: line {i} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}); "
                     "re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8"
                 ) from None
+
+
+def _strip_bom(first_line: bytes) -> bytes:
+    """The first line without a UTF-8 byte-order mark: Excel's and Notepad's "UTF-8" files start with
+    one, and it would otherwise become part of the first column's name (or of the first text)."""
+    return first_line[3:] if first_line.startswith(b"\xef\xbb\xbf") else first_line
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -130,6 +138,12 @@ def iter_task_examples(path: str | Path, columns: Columns = Columns(), require_l
             raise DataError(
                 f"{path}: header {header} has no label column {columns.label!r}; rename the column or pass --label-column"
             )
+        used = [c for c in (columns.text, columns.text_pair, columns.label) if header.count(c) > 1]
+        if used:
+            # a dict of the header would silently keep the last of them, so a model could train on the
+            # wrong column (or on inverted labels) without a word
+            raise DataError(f"{path}: the header has the column {used[0]!r} {header.count(used[0])} times; "
+                            "rename the extra ones so each column name is used once")
         index = {name: i for i, name in enumerate(header)}
         try:
             for cells in reader:
@@ -201,10 +215,13 @@ class LabelSpace:
     Attributes:
         task_type: "classification" or "regression".
         label2id: for classification, the model's labels (strings) to ids.
+        unknown_fix: the fix an unknown label's error suggests.
     """
 
     task_type: str
     label2id: dict[str, int] = field(default_factory=dict)
+    # how to fix a label the model does not know (fine-tuning a teacher fixes it differently)
+    unknown_fix: str = "fix the data or fine-tune a teacher with this label"
 
     def encode(self, label: str, path: Path, line: int) -> float | int:
         if self.task_type == "regression":
@@ -215,7 +232,7 @@ class LabelSpace:
         if label not in self.label2id:
             raise DataError(
                 f"{path}: line {line} has label {label!r}, which the model does not know "
-                f"(known: {sorted(self.label2id)}); fix the data or fine-tune a teacher with this label"
+                f"(known: {sorted(self.label2id)}); {self.unknown_fix}"
             )
         return self.label2id[label]
 
@@ -237,8 +254,9 @@ def collect_labels(path: str | Path, columns: Columns = Columns()) -> list[str]:
     return sorted(labels, key=key)
 
 
-def read_texts(source, name: str, columns: Columns = Columns()) -> list[str]:
-    """Texts to classify: a task file's text column (.tsv/.csv/.jsonl), or plain UTF-8 lines.
+def read_texts(source, name: str, columns: Columns = Columns()) -> tuple[list[str], list[str] | None]:
+    """Texts to classify, with their second segments: a task file's text and text-pair columns
+    (.tsv/.csv/.jsonl), or plain UTF-8 lines (no pairs).
 
     Args:
         source: a path, or a binary stream (standard input) read as plain lines.
@@ -246,25 +264,35 @@ def read_texts(source, name: str, columns: Columns = Columns()) -> list[str]:
         columns: column names of a task file.
 
     Returns:
-        The texts, in order.
+        (texts, pairs): the texts in order; pairs is None when the file has no text pairs.
 
     Raises:
-        DataError: missing file, invalid UTF-8, or an empty line (each names the line).
+        DataError: missing file, invalid UTF-8, an empty line (each names the line), or a pair file
+            with a row that has no second segment.
     """
     if not hasattr(source, "read"):
         path = Path(source)
         if not path.is_file():
             raise DataError(f"--file {path} does not exist; check the path")
         if path.suffix.lower() in TASK_SUFFIXES:
-            return [ex.text for ex in iter_task_examples(path, columns, require_label=False)]
+            examples = list(iter_task_examples(path, columns, require_label=False))
+            if all(ex.text_pair is None for ex in examples):
+                return [ex.text for ex in examples], None
+            missing = next((ex for ex in examples if ex.text_pair is None), None)
+            if missing is not None:
+                raise DataError(f"{path}: line {missing.line} has no text in column {columns.text_pair!r}, which "
+                                "other rows have; a pair model needs both segments on every row: fill it or drop the row")
+            return [ex.text for ex in examples], [ex.text_pair for ex in examples]
         with open(path, "rb") as f:
-            return _plain_lines(f, name)
-    return _plain_lines(source, name)
+            return _plain_lines(f, name), None
+    return _plain_lines(source, name), None
 
 
 def _plain_lines(stream, name: str) -> list[str]:
     texts = []
     for i, raw in enumerate(stream, start=1):
+        if i == 1:
+            raw = _strip_bom(raw)
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as e:

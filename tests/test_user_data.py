@@ -1,0 +1,215 @@
+"""Files users bring that the demo data never showed (a fresh-eyes sweep of the CLI, twenty-second
+sitting): a UTF-8 byte-order mark, a duplicated column name, sentence pairs at predict time, texts
+longer than the artifact, and inputs that fail before anything should be written."""
+
+import io
+import itertools
+import json
+import random
+
+import numpy as np
+import pytest
+
+from tinybert_edge.cli import main
+from tinybert_edge.converters.bundle import load_bundle
+from tinybert_edge.errors import DataError
+from tinybert_edge.taskfiles import iter_task_examples, read_texts
+from conftest import WORDS, make_tiny_model_dir, sentences, write_tsv
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name,body", [
+    ("bom.tsv", b"text\tlabel\ngood film\tpos\nbad plot\tneg\n"),
+    ("bom.csv", b"text,label\r\ngood film,pos\r\nbad plot,neg\r\n"),
+    ("bom.jsonl", b'{"text": "good film", "label": "pos"}\n{"text": "bad plot", "label": "neg"}\n'),
+])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, name, body):
+    # Excel's and Notepad's "UTF-8" files start with one; it made the header's first name '\ufefftext'
+    p = tmp_path / name
+    p.write_bytes(BOM + body)
+    rows = list(iter_task_examples(p))
+    assert [(r.text, r.label) for r in rows] == [("good film", "pos"), ("bad plot", "neg")]
+
+
+def test_a_byte_order_mark_on_standard_input_is_not_part_of_the_first_text():
+    texts, pairs = read_texts(io.BytesIO(BOM + b"great film\nawful plot\n"), "standard input")
+    assert texts == ["great film", "awful plot"] and pairs is None
+
+
+def test_a_duplicated_column_name_that_the_kit_reads_is_refused(tmp_path):
+    dup = tmp_path / "dup.csv"
+    dup.write_text("text,label,label\ngood film,pos,neg\n")
+    with pytest.raises(DataError, match="the header has the column 'label' 2 times; rename the extra ones"):
+        list(iter_task_examples(dup))
+    # a duplicated column the kit does not read is harmless
+    other = tmp_path / "other.tsv"
+    other.write_text("text\tnote\tnote\tlabel\ngood film\ta\tb\tpos\n")
+    assert [(r.text, r.label) for r in iter_task_examples(other)] == [("good film", "pos")]
+
+
+def test_duplicated_text_column_fails_the_cli_with_one_error(tiny_assets, tmp_path, capsys):
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("text\ttext\tlabel\n" + "".join(f"{t}\tother words\t{lab}\n" for t, lab in sentences(8)))
+    assert main(["finetune", "--model", str(tiny_assets["teacher_base"]), "--train", str(dup), "--out",
+                 str(tmp_path / "t"), "--max-steps", "1", "--batch-size", "4", "--max-seq-len", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'text' 2 times" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_read_texts_returns_the_pairs_of_a_pair_file_and_refuses_a_row_without_one(tmp_path):
+    p = tmp_path / "nli.jsonl"
+    p.write_text('{"text": "a film", "text_pair": "a movie"}\n{"text": "good plot", "text_pair": "bad plot"}\n')
+    assert read_texts(p, str(p)) == (["a film", "good plot"], ["a movie", "bad plot"])
+    p.write_text('{"text": "a film", "text_pair": "a movie"}\n{"text": "good plot"}\n')
+    with pytest.raises(DataError, match="line 2 has no text in column 'text_pair', which other rows have"):
+        read_texts(p, str(p))
+
+
+def _pair_rows(n, seed, long_every=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7)))
+        b = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7)))
+        if long_every and i % long_every == 0:
+            a = " ".join(rng.choice(WORDS) for _ in range(40))  # longer than the artifact's 32 tokens
+        rows.append((a, b, ("entail", "neutral", "contra")[i % 3]))
+    return rows
+
+
+def _write_pairs(path, rows):
+    path.write_text("text\ttext_pair\tlabel\n" + "".join(f"{a}\t{b}\t{lab}\n" for a, b, lab in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    model = make_tiny_model_dir(root / "nli", classifier=True, labels=("contra", "entail", "neutral"), layers=2,
+                                seed=4)
+    dev = _write_pairs(root / "dev.tsv", _pair_rows(30, 1, long_every=10))
+    out = root / "bundles"
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "int8", "--seq-len", "32",
+                 "--fixed", "--data", str(dev), "--out", str(out), "--threshold", "50"]) == 0
+    return {"root": root, "model": model, "dev": dev, "bundle": out / "nli-tflite-int8-seq32"}
+
+
+def test_predict_classifies_the_pairs_of_a_pair_file(pair_bundle, tmp_path, capsys):
+    # predict read only the first segment before: the bundle validated on pairs, then predicted wrongly
+    b = load_bundle(pair_bundle["bundle"])
+    assert b.expects_pairs
+    out = tmp_path / "pred.json"
+    assert main(["predict", "--bundle", str(b.path), "--file", str(pair_bundle["dev"]), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    data = list(iter_task_examples(pair_bundle["dev"]))
+    assert [r["text_pair"] for r in rows] == [ex.text_pair for ex in data]
+    want, _ = b.classify([ex.text for ex in data], [ex.text_pair for ex in data])
+    single, _ = b.classify([ex.text for ex in data])
+    got = np.array([[r["probabilities"][lab] for lab in b.labels] for r in rows])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.abs(got - single).max() > 1e-4  # the second segment changes what the model says
+    assert "3 of 30 input(s) are longer than the bundle's 32 tokens" in capsys.readouterr().err
+
+
+def test_predict_takes_a_pair_on_the_command_line_and_refuses_a_pair_model_without_one(pair_bundle, tmp_path,
+                                                                                        capsys):
+    b = load_bundle(pair_bundle["bundle"])
+    out = tmp_path / "one.json"
+    assert main(["predict", "--bundle", str(b.path), "good film", "--pair", "bad plot", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())[0]
+    want, _ = b.classify(["good film"], ["bad plot"])
+    assert row["text_pair"] == "bad plot"
+    np.testing.assert_allclose([row["probabilities"][lab] for lab in b.labels], want[0], atol=1e-6)
+    capsys.readouterr()
+    assert main(["predict", "--bundle", str(b.path), "good film"]) == 2
+    assert "classifies sentence pairs" in capsys.readouterr().err
+    assert main(["predict", "--bundle", str(b.path), "good film", "bad plot", "--pair", "x"]) == 2
+    assert "1 --pair for 2 text(s)" in capsys.readouterr().err
+
+
+def test_export_records_and_says_how_many_validation_texts_it_cut(pair_bundle):
+    meta = json.loads((pair_bundle["bundle"] / "metadata.json").read_text())
+    assert meta["validation"]["truncated_texts"] == 3  # rows 0, 10 and 20 have a 40-word first segment
+
+
+def test_a_pair_model_is_not_exported_for_mediapipe(pair_bundle, tmp_path, capsys):
+    out = tmp_path / "mp"
+    assert main(["export", "--model", str(pair_bundle["model"]), "--format", "mediapipe", "--quantize", "int8",
+                 "--seq-len", "32", "--data", str(pair_bundle["dev"]), "--out", str(out)]) == 2
+    assert "takes one text per input: export --format tflite" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_export_of_a_corrupted_model_leaves_no_output_directory(tmp_path, capsys):
+    model = make_tiny_model_dir(tmp_path / "m", classifier=True, layers=1)
+    w = model / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:200])
+    out = tmp_path / "new" / "bundles"
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "int8", "--seq-len", "16",
+                 "--fixed", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("error: ") == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_finetune_reads_dev_before_training(tiny_assets, tmp_path, capsys):
+    train = write_tsv(tmp_path / "train.tsv", sentences(16))
+    common = ["finetune", "--model", str(tiny_assets["teacher_base"]), "--train", str(train), "--max-steps", "1",
+              "--batch-size", "4", "--max-seq-len", "16", "--checkpoint-every", "0"]
+    assert main([*common, "--dev", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "a")]) == 2
+    assert "nope.tsv does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # nothing trained, nothing written
+    dev = write_tsv(tmp_path / "dev.tsv", [("good film", "pos"), ("so so", "meh")])
+    assert main([*common, "--dev", str(dev), "--out", str(tmp_path / "b")]) == 2
+    assert "label 'meh'" in (err := capsys.readouterr().err) and "add rows with this label to --train" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_failed_input_check_leaves_no_run_directory_to_block_the_corrected_command(tiny_assets, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "student"
+    argv = ["distill", "task", "--teacher", str(tiny_assets["teacher_cls"]), "--out", str(out),
+            "--intermediate-max-steps", "1", "--prediction-max-steps", "1", "--init", "random", "--batch-size", "8",
+            "--max-seq-len", "16", "--checkpoint-every", "0"]
+    assert main([*argv, "--train", str(tmp_path / "nope.tsv")]) == 2
+    assert not out.exists()
+    capsys.readouterr()
+    assert main([*argv, "--train", str(tiny_assets["train"])]) == 0  # no --overwrite needed
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_an_empty_text_on_the_command_line_is_refused(pair_bundle, capsys):
+    assert main(["predict", "--bundle", str(pair_bundle["bundle"]), "  ", "--pair", "x"]) == 2
+    assert "empty text" in capsys.readouterr().err
+
+
+def test_single_text_bundles_still_predict_from_a_file_without_pairs(tmp_path, capsys):
+    model = make_tiny_model_dir(tmp_path / "m", classifier=True, layers=1, seed=2)
+    dev = write_tsv(tmp_path / "dev.tsv", sentences(12, seed=5))
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "none", "--seq-len", "16",
+                 "--fixed", "--data", str(dev), "--out", str(tmp_path / "b")]) == 0
+    bundle = next(p for p in (tmp_path / "b").iterdir() if p.is_dir())
+    assert not load_bundle(bundle).expects_pairs
+    assert main(["predict", "--bundle", str(bundle), "--file", str(dev)]) == 0
+    assert len([x for x in capsys.readouterr().out.splitlines() if "[neg 0." in x]) == 12
+
+
+def test_a_file_sorted_by_label_and_longer_than_the_shuffle_buffer_is_flagged(tiny_assets, tmp_path):
+    # training streams the file through a shuffle buffer; a sorted file longer than it would be
+    # seen one label at a time, so the scan says so (pipeline prints the warning)
+    from transformers import AutoTokenizer
+
+    from tinybert_edge.data import LabelSpace, TextBatches
+
+    tok = AutoTokenizer.from_pretrained(tiny_assets["teacher_cls"])
+    space = LabelSpace("classification", {"neg": 0, "pos": 1})
+    rows = sentences(40, seed=7)
+    ordered = write_tsv(tmp_path / "sorted.tsv", sorted(rows, key=lambda r: r[1]))
+    mixed = write_tsv(tmp_path / "mixed.tsv", rows)
+    longest = max(sum(1 for _ in g) for _, g in itertools.groupby(sorted(r[1] for r in rows)))
+    rep = TextBatches(ordered, tok, 16, 4, 0, labels=space, shuffle_buffer=8).scan()
+    assert rep.longest_label_run == longest and rep.label_runs_outlast_shuffle
+    assert not TextBatches(mixed, tok, 16, 4, 0, labels=space, shuffle_buffer=8).scan().label_runs_outlast_shuffle
+    # a file the buffer holds whole is shuffled whole, sorted or not
+    assert not TextBatches(ordered, tok, 16, 4, 0, labels=space, shuffle_buffer=64).scan().label_runs_outlast_shuffle
