@@ -9,11 +9,13 @@ import random
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
 from tinybert_edge.cli import main
 from tinybert_edge.converters.bundle import load_bundle
 from tinybert_edge.errors import DataError
-from tinybert_edge.taskfiles import iter_task_examples, read_texts
+from tinybert_edge.data import LabelSpace, TextBatches
+from tinybert_edge.taskfiles import TaskFileRows, iter_task_examples, read_texts
 from conftest import WORDS, make_tiny_model_dir, sentences, write_tsv
 
 BOM = b"\xef\xbb\xbf"
@@ -195,21 +197,51 @@ def test_single_text_bundles_still_predict_from_a_file_without_pairs(tmp_path, c
     assert len([x for x in capsys.readouterr().out.splitlines() if "[neg 0." in x]) == 12
 
 
-def test_a_file_sorted_by_label_and_longer_than_the_shuffle_buffer_is_flagged(tiny_assets, tmp_path):
-    # training streams the file through a shuffle buffer; a sorted file longer than it would be
-    # seen one label at a time, so the scan says so (pipeline prints the warning)
-    from transformers import AutoTokenizer
+def _batches_of(path, tok, space, buffer, **kw):
+    return TextBatches(path, tok, 16, 4, 0, labels=space, shuffle_buffer=buffer, **kw)
 
-    from tinybert_edge.data import LabelSpace, TextBatches
 
+def test_a_file_sorted_by_label_and_longer_than_the_shuffle_buffer_is_read_in_a_full_shuffle(tiny_assets, tmp_path):
+    # training streams a file through a shuffle buffer; a sorted file longer than it was seen one
+    # label at a time (the first steps of a 50k-row 5-class file saw 2 labels)
     tok = AutoTokenizer.from_pretrained(tiny_assets["teacher_cls"])
     space = LabelSpace("classification", {"neg": 0, "pos": 1})
     rows = sentences(40, seed=7)
     ordered = write_tsv(tmp_path / "sorted.tsv", sorted(rows, key=lambda r: r[1]))
     mixed = write_tsv(tmp_path / "mixed.tsv", rows)
     longest = max(sum(1 for _ in g) for _, g in itertools.groupby(sorted(r[1] for r in rows)))
-    rep = TextBatches(ordered, tok, 16, 4, 0, labels=space, shuffle_buffer=8).scan()
-    assert rep.longest_label_run == longest and rep.label_runs_outlast_shuffle
-    assert not TextBatches(mixed, tok, 16, 4, 0, labels=space, shuffle_buffer=8).scan().label_runs_outlast_shuffle
-    # a file the buffer holds whole is shuffled whole, sorted or not
-    assert not TextBatches(ordered, tok, 16, 4, 0, labels=space, shuffle_buffer=64).scan().label_runs_outlast_shuffle
+    data = _batches_of(ordered, tok, space, 8)
+    rep = data.scan()
+    assert rep.longest_label_run == longest and rep.label_runs_outlast_shuffle and data.full_shuffle
+    epoch0 = list(data._ordered(0))
+    # every row once, read back by offset exactly as the stream reads it
+    assert sorted(epoch0, key=lambda e: e.line) == list(iter_task_examples(ordered))
+    assert {e.label for e in epoch0[:8]} == {"neg", "pos"}  # the stream's first 8 were all 'neg'
+    assert {e.label for e in list(_batches_of(ordered, tok, space, 8)._ordered(0))[:8]} == {"neg"}
+    again = _batches_of(ordered, tok, space, 8)
+    again.scan()
+    assert list(again._ordered(0)) == epoch0 and list(again._ordered(1)) != epoch0  # a function of (seed, epoch)
+    # a resumed epoch skips exactly the batches it consumed
+    full = [b["input_ids"].tolist() for b in data.batches(1)]
+    assert [b["input_ids"].tolist() for b in again.batches(1, skip=3)] == full[3:]
+    # not for a mixed file, nor one the buffer holds whole (that one is shuffled whole already)
+    m = _batches_of(mixed, tok, space, 8)
+    assert not m.scan().label_runs_outlast_shuffle and not m.full_shuffle
+    w = _batches_of(ordered, tok, space, 64)
+    assert not w.scan().label_runs_outlast_shuffle and not w.full_shuffle
+
+
+@pytest.mark.parametrize("name,body", [
+    ("rows.csv", 'text,text_pair,label\r\n"a film, with\na newline",x,pos\r\n\r\nbad plot,"y ""q""",neg\r\nok,z,pos\r\n'),
+    ("rows.tsv", "text\ttext_pair\tlabel\ngood film\tx\tpos\n\nbad plot\ty\tneg\n"),
+    ("rows.jsonl", '{"text": "good film", "label": "pos"}\n\n{"text": "bad \\u00e9 plot", "label": "neg"}\n'),
+])
+def test_task_file_rows_read_back_by_offset_equal_the_stream(tmp_path, name, body):
+    p = tmp_path / name
+    p.write_bytes(BOM + body.encode("utf-8"))
+    stream = list(iter_task_examples(p))
+    rows = TaskFileRows(p)
+    assert [rows.at(e.offset, e.line) for e in reversed(stream)] == stream[::-1]
+    p.write_bytes(b"x" * p.stat().st_size)  # the file changed under a run
+    with pytest.raises(DataError, match="changed while training read it"):
+        rows.at(stream[-1].offset, stream[-1].line)

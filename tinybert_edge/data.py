@@ -4,14 +4,17 @@ Task files: TSV (GLUE-style, no quoting), CSV (standard quoting) or JSON lines, 
 column, an optional text-pair column and a label column (names configurable). Corpora: plain
 text (one sentence or document per line) or JSON lines with a text field.
 
-Nothing is held in memory beyond a shuffle buffer: every epoch re-reads the file. Order is
-a pure function of (seed, epoch), so a resumed run can skip exactly the batches it already
-consumed and see the same data as an uninterrupted run.
+Nothing is held in memory beyond a shuffle buffer: every epoch re-reads the file. A task file
+longer than the buffer whose rows come in long runs of one label (sorted by label) is instead read
+in a full permutation, by each row's byte offset (16 bytes a row in memory): a buffer cannot mix
+it. Order is a pure function of (seed, epoch), so a resumed run can skip exactly the batches it
+already consumed and see the same data as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import random
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import DataError
-from .taskfiles import Columns, Example, LabelSpace, collect_labels, iter_corpus_texts, iter_task_examples
+from .taskfiles import (Columns, Example, LabelSpace, TaskFileRows, collect_labels, iter_corpus_texts,
+                        iter_task_examples)
 
 __all__ = ["Columns", "Example", "LabelSpace", "ScanReport", "TextBatches", "collect_labels", "iter_corpus_texts",
            "iter_task_examples"]
@@ -94,6 +98,9 @@ class TextBatches:
         self.group_by_length = group_by_length
         self.length_window = max(1, length_window)
         self._rows: int | None = None
+        # set by scan() for a task file whose label runs outlast the shuffle buffer: each row's byte
+        # offset and line, so every epoch reads the rows in a full permutation instead of a stream
+        self._row_index: tuple[array, array] | None = None
 
     def _examples(self) -> Iterator[Example]:
         if self.corpus:
@@ -129,6 +136,7 @@ class TextBatches:
 
         run = longest_run = 0
         previous = None
+        offsets, lines = array("q"), array("q")
         it = self._examples()
         if progress:
             it = tqdm(it, desc=f"scan {self.path.name}", unit=" rows", leave=False)
@@ -137,14 +145,25 @@ class TextBatches:
                 self.labels.encode(ex.label, self.path, ex.line)
                 run = run + 1 if ex.label == previous else 1
                 previous, longest_run = ex.label, max(longest_run, run)
+                offsets.append(ex.offset)
+                lines.append(ex.line)
             chunk.append(ex)
             rows += 1
             if len(chunk) >= 512:
                 flush()
         flush()
         self._rows = rows
-        return ScanReport(rows=rows, truncated=truncated, max_tokens=longest, longest_label_run=longest_run,
-                          shuffle_buffer=self.shuffle_buffer if self.shuffle else 0)
+        report = ScanReport(rows=rows, truncated=truncated, max_tokens=longest, longest_label_run=longest_run,
+                            shuffle_buffer=self.shuffle_buffer if self.shuffle else 0)
+        full = self.shuffle and self.labels is not None and not self.corpus and report.label_runs_outlast_shuffle
+        self._row_index = (offsets, lines) if full else None
+        return report
+
+    @property
+    def full_shuffle(self) -> bool:
+        """Whether epochs read the rows in a full permutation (scan found a file sorted by label and
+        longer than the shuffle buffer) rather than streamed through the buffer."""
+        return self._row_index is not None
 
     @property
     def rows(self) -> int:
@@ -161,6 +180,15 @@ class TextBatches:
             yield from self._examples()
             return
         rng = random.Random(f"{self.seed}:{epoch}")
+        if self._row_index is not None:
+            # 16 bytes a row in memory, one seek a row: the buffer cannot mix a file sorted by label
+            offsets, lines = self._row_index
+            order = list(range(len(offsets)))
+            rng.shuffle(order)
+            rows = TaskFileRows(self.path, self.columns, require_label=self.labels is not None)
+            for i in order:
+                yield rows.at(offsets[i], lines[i])
+            return
         buf: list[Example] = []
         for ex in self._examples():
             buf.append(ex)

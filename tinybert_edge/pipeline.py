@@ -74,11 +74,10 @@ def _scan(data: TextBatches, say: Reporter, what: str) -> None:
     if rep.truncated:
         say(f"note: {rep.truncated:,} of {rep.rows:,} texts in {data.path.name} are longer than {data.max_seq_len} "
             f"tokens (longest {rep.max_tokens}) and are truncated; raise --max-seq-len to keep them")
-    if rep.label_runs_outlast_shuffle:
-        say.warn(f"warning: {data.path.name} has {rep.longest_label_run:,} rows in a row with one label, and training "
-                 f"mixes {rep.shuffle_buffer:,} rows at a time (the file is read as a stream), so it would see one "
-                 "or two labels for long stretches. Shuffle its rows once before training, e.g. "
-                 "(head -n1 F; tail -n+2 F | shuf) > F2 for a .tsv (shuf F > F2 for a .jsonl)")
+    if data.full_shuffle:
+        say(f"note: {data.path.name} has {rep.longest_label_run:,} rows in a row with one label, more than the "
+            f"{rep.shuffle_buffer:,}-row shuffle buffer can mix, so each epoch reads its rows in a full shuffle "
+            "(one seek a row)")
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg: TrainConfig, *,

@@ -41,16 +41,22 @@ class Example:
     text_pair: str | None
     label: str | None
     line: int
+    offset: int = -1  # byte offset of the row's first line in a task file (TaskFileRows reads it back)
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text) decoding UTF-8 strictly, one line at a time."""
+def _decoded_lines(path: Path, start: int = 0, first_line: int = 1) -> Iterator[tuple[int, str, int]]:
+    """Yield (1-based line number, text, byte offset of the line) decoding UTF-8 strictly, one line
+    at a time, from byte `start` (numbered from `first_line`)."""
     with open(path, "rb") as f:
-        for i, raw in enumerate(f, start=1):
-            if i == 1:
+        f.seek(start)
+        offset = start
+        for i, raw in enumerate(f, start=first_line):
+            at = offset
+            offset += len(raw)
+            if at == 0:
                 raw = _strip_bom(raw)
             try:
-                yield i, raw.decode("utf-8")
+                yield i, raw.decode("utf-8"), at
             except UnicodeDecodeError as e:
                 raise DataError(
                     f"{path}: line {i} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}); "
@@ -100,70 +106,131 @@ def iter_task_examples(path: str | Path, columns: Columns = Columns(), require_l
     fmt = task_format(path)
     rows = 0
     if fmt == "jsonl":
-        for line_no, line in _decoded_lines(path):
+        for line_no, line, at in _decoded_lines(path):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({e.msg}); one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {line_no} is not a JSON object")
             rows += 1
-            yield _make_example(path, line_no, obj, columns, require_label)
+            yield _json_example(path, line_no, line, at, columns, require_label)
     else:
-        lines = _decoded_lines(path)
-        numbered = ((n, s) for n, s in lines)
-        current = {"line": 0}
+        current = {"line": 0, "start": None}
 
         def texts():
-            for n, s in numbered:
+            for n, s, at in _decoded_lines(path):
                 current["line"] = n
+                if current["start"] is None:  # the first line of the row the reader is reading
+                    current["start"] = at
                 yield s
 
-        if fmt == "tsv":
-            reader = csv.reader(texts(), delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(texts())
+        reader = _csv_reader(fmt, texts())
         try:
             header = next(reader)
         except StopIteration:
             raise DataError(f"{path} is empty; it needs a header and at least one row") from None
-        header = [h.strip() for h in header]
-        if columns.text not in header:
-            raise DataError(
-                f"{path}: header {header} has no text column {columns.text!r}; rename the column or pass --text-column"
-            )
-        if require_label and columns.label not in header:
-            raise DataError(
-                f"{path}: header {header} has no label column {columns.label!r}; rename the column or pass --label-column"
-            )
-        used = [c for c in (columns.text, columns.text_pair, columns.label) if header.count(c) > 1]
-        if used:
-            # a dict of the header would silently keep the last of them, so a model could train on the
-            # wrong column (or on inverted labels) without a word
-            raise DataError(f"{path}: the header has the column {used[0]!r} {header.count(used[0])} times; "
-                            "rename the extra ones so each column name is used once")
+        current["start"] = None
+        header = _check_header(path, header, columns, require_label)
         index = {name: i for i, name in enumerate(header)}
         try:
             for cells in reader:
+                start, current["start"] = current["start"], None
                 if not cells or all(not c.strip() for c in cells):
                     continue
-                if len(cells) != len(header):
-                    raise DataError(
-                        f"{path}: line {current['line']} has {len(cells)} fields, the header has {len(header)}; "
-                        "fix the row (a stray tab or quote?)"
-                    )
                 rows += 1
-                obj = {name: cells[i] for name, i in index.items()}
-                yield _make_example(path, current["line"], obj, columns, require_label)
+                yield _cells_example(path, current["line"], cells, header, index, start, columns, require_label)
         except csv.Error as e:
             raise DataError(f"{path}: line {current['line']} is malformed CSV ({e})") from None
     if rows == 0:
         raise DataError(f"{path} has a header but no rows; add data")
 
 
-def _make_example(path: Path, line: int, obj: dict, columns: Columns, require_label: bool) -> Example:
+def _csv_reader(fmt: str, lines):
+    return csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(lines)
+
+
+def _json_example(path: Path, line_no: int, line: str, at: int, columns: Columns, require_label: bool) -> Example:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {line_no} is not valid JSON ({e.msg}); one JSON object per line") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: line {line_no} is not a JSON object")
+    return _make_example(path, line_no, obj, columns, require_label, at)
+
+
+def _cells_example(path: Path, line_no: int, cells: list[str], header: list[str], index: dict, at: int,
+                   columns: Columns, require_label: bool) -> Example:
+    if len(cells) != len(header):
+        raise DataError(
+            f"{path}: line {line_no} has {len(cells)} fields, the header has {len(header)}; "
+            "fix the row (a stray tab or quote?)"
+        )
+    return _make_example(path, line_no, {name: cells[i] for name, i in index.items()}, columns, require_label, at)
+
+
+def _check_header(path: Path, header: list[str], columns: Columns, require_label: bool) -> list[str]:
+    header = [h.strip() for h in header]
+    if columns.text not in header:
+        raise DataError(
+            f"{path}: header {header} has no text column {columns.text!r}; rename the column or pass --text-column"
+        )
+    if require_label and columns.label not in header:
+        raise DataError(
+            f"{path}: header {header} has no label column {columns.label!r}; rename the column or pass --label-column"
+        )
+    used = [c for c in (columns.text, columns.text_pair, columns.label) if header.count(c) > 1]
+    if used:
+        # a dict of the header would silently keep the last of them, so a model could train on the
+        # wrong column (or on inverted labels) without a word
+        raise DataError(f"{path}: the header has the column {used[0]!r} {header.count(used[0])} times; "
+                        "rename the extra ones so each column name is used once")
+    return header
+
+
+class TaskFileRows:
+    """Rows of a task file read back by the byte offset and line number iter_task_examples gave
+    them, in any order: training's full shuffle of a file too long for the shuffle buffer.
+
+    Args:
+        path: the task file (already read in full once, so it is known to be well formed).
+        columns, require_label: as for iter_task_examples.
+    """
+
+    def __init__(self, path: str | Path, columns: Columns = Columns(), require_label: bool = True):
+        self.path, self.columns, self.require_label = Path(path), columns, require_label
+        self.fmt = task_format(self.path)
+        self.header: list[str] = []
+        if self.fmt != "jsonl":
+            lines = (s for _, s, _ in _decoded_lines(self.path))
+            self.header = _check_header(self.path, next(_csv_reader(self.fmt, lines)), columns, require_label)
+        self.index = {name: i for i, name in enumerate(self.header)}
+
+    def at(self, offset: int, line: int) -> Example:
+        """The row that starts at byte `offset` (line `line`).
+
+        Raises:
+            DataError: the file changed since it was read (the row is not there any more).
+        """
+        lines = _decoded_lines(self.path, offset, line)
+        try:
+            if self.fmt == "jsonl":
+                n, text, at = next(lines)
+                return _json_example(self.path, n, text, at, self.columns, self.require_label)
+            current = {"line": line}
+
+            def texts():
+                for n, s, _ in lines:
+                    current["line"] = n
+                    yield s
+
+            cells = next(_csv_reader(self.fmt, texts()))
+            return _cells_example(self.path, line, cells, self.header, self.index, offset, self.columns,
+                                  self.require_label)
+        except (StopIteration, csv.Error, DataError):
+            raise DataError(f"{self.path} changed while training read it (line {line} is not the row it was); "
+                            "leave the file alone during a run, or start it again") from None
+
+
+def _make_example(path: Path, line: int, obj: dict, columns: Columns, require_label: bool,
+                  offset: int = -1) -> Example:
     text = obj.get(columns.text)
     if text is None or not str(text).strip():
         raise DataError(f"{path}: line {line} has no text in column {columns.text!r}; drop the row or fill it")
@@ -176,7 +243,7 @@ def _make_example(path: Path, line: int, obj: dict, columns: Columns, require_la
             label = None
     if require_label and label is None:
         raise DataError(f"{path}: line {line} has no label in column {columns.label!r}; drop the row or label it")
-    return Example(str(text), pair, label, line)
+    return Example(str(text), pair, label, line, offset)
 
 
 def iter_corpus_texts(path: str | Path, text_key: str = "text") -> Iterator[Example]:
@@ -189,7 +256,7 @@ def iter_corpus_texts(path: str | Path, text_key: str = "text") -> Iterator[Exam
     _check_file(path, "corpus")
     fmt = CORPUS_SUFFIXES.get(path.suffix.lower(), "text")
     n = 0
-    for line_no, line in _decoded_lines(path):
+    for line_no, line, _ in _decoded_lines(path):
         if not line.strip():
             continue
         if fmt == "jsonl":
