@@ -828,11 +828,14 @@ def read_validation_data(path: str | Path, config, columns=None, max_examples: i
     space = label_space_of(config)
     texts, pairs, gold = [], [], []
     for ex in iter_task_examples(path, columns or Columns()):
-        if max_examples is not None and len(texts) >= max_examples:
-            break
         texts.append(ex.text)
         pairs.append(ex.text_pair)
         gold.append(space.encode(ex.label, Path(path), ex.line))
+    if max_examples is not None and len(texts) > max_examples:
+        # a seeded sample in file order, not the first rows: files come sorted by label as often as
+        # not, and the first N of a sorted file would validate on one class
+        pick = sorted(random.Random(0).sample(range(len(texts)), max_examples))
+        texts, pairs, gold = [texts[i] for i in pick], [pairs[i] for i in pick], [gold[i] for i in pick]
     if space.task_type == "regression":
         gold = None
     return texts, (pairs if any(p is not None for p in pairs) else None), gold
@@ -880,7 +883,7 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         seq_len: the longest input, when `policy` is None.
         data: labelled task file for validation (None: three built-in sentences).
         columns: tinybert_edge.data.Columns of the file.
-        max_examples: validate on the first N rows only.
+        max_examples: validate on N rows only (a seeded sample in file order).
         threshold: minimum label agreement.
         make_zip: also zip each bundle.
         on_result: called with each BundleResult as soon as it exists (to print a line).

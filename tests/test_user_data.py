@@ -245,3 +245,26 @@ def test_task_file_rows_read_back_by_offset_equal_the_stream(tmp_path, name, bod
     p.write_bytes(b"x" * p.stat().st_size)  # the file changed under a run
     with pytest.raises(DataError, match="changed while training read it"):
         rows.at(stream[-1].offset, stream[-1].line)
+
+
+def test_max_examples_validates_on_a_sample_spread_over_a_sorted_file(tmp_path):
+    from tinybert_edge.converters.export import read_validation_data
+    from tinybert_edge.models import load_config
+    from conftest import FIVE_LABELS, five_class_rows
+
+    model = make_tiny_model_dir(tmp_path / "m", classifier=True, labels=FIVE_LABELS, layers=1)
+    rows = sorted(five_class_rows(100, seed=3), key=lambda r: r[1])
+    path = write_tsv(tmp_path / "sorted.tsv", rows)
+    texts, pairs, gold = read_validation_data(path, load_config(model), max_examples=20)
+    assert len(texts) == 20 and pairs is None and len(set(gold)) == 5  # the first 20 rows hold one label
+    order = [t for t, _ in rows]
+    assert [order.index(t) for t in texts] == sorted(order.index(t) for t in texts)  # file order
+    assert read_validation_data(path, load_config(model), max_examples=20)[0] == texts  # seeded
+
+
+def test_a_student_near_chance_is_advised_to_start_from_the_teacher_only_when_it_did_not():
+    from tinybert_edge.pipeline import StudentInit, _student_advice
+
+    assert _student_advice(StudentInit("random", None)).startswith("Start from a sliced teacher (--init sliced)")
+    sliced = _student_advice(StudentInit("sliced", None))
+    assert sliced.startswith("Train longer") and "--init sliced" not in sliced

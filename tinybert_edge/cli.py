@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     lx.add_argument("--dynamic", action="store_true", help="symbolic sequence length up to --seq-len (executorch)")
     lx.add_argument("--buckets", help="one signature per length, e.g. 32,64,128 (both formats)")
     x.add_argument("--data", help="labelled file to validate on (e.g. the dev split)")
-    x.add_argument("--max-examples", type=int, default=None, help="validate on the first N rows only")
+    x.add_argument("--max-examples", type=int, default=None, help="validate on N rows only: a seeded sample spread over the file (the first N of a file sorted by "
+                   "label would be one class)")
     x.add_argument("--threshold", type=float, default=99.0,
                    help="minimum label agreement with fp32 PyTorch, in %% (default 99)")
     x.add_argument("--calibration-size", type=int, default=128,

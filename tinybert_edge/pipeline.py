@@ -507,9 +507,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
         say(f"student dev: {format_metrics(m)}")
         problem = _check_chance(m, space, say, strict_student_check, f"--strict-student-check: {final} not written",
                                 f"the student is near chance on {dev_file} ({format_metrics(m)}): it learned little "
-                                "from its teacher. Start from a sliced teacher (--init sliced) or a "
-                                "general-distillation student, train longer (--intermediate-epochs, "
-                                "--prediction-epochs), or check the data")
+                                f"from its teacher. {_student_advice(s_init)}")
     if acc.is_main_process:
         copy_dir_atomically(current.source, final)
         if problem:
@@ -517,6 +515,14 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
                                                                  "message": problem})
     acc.wait_for_everyone()
     return final
+
+
+def _student_advice(s_init: StudentInit) -> str:
+    """What to try for a student near chance: a better start only when it did not have one."""
+    longer = "train longer (--intermediate-epochs, --prediction-epochs), or check the data"
+    if s_init.kind in ("sliced", "dir"):  # it started from the teacher's weights or a GD student already
+        return longer[0].upper() + longer[1:]
+    return f"Start from a sliced teacher (--init sliced) or a general-distillation student, {longer}"
 
 
 def _check_chance(metrics: dict, space, say: Reporter, strict: bool, flag: str, problem: str) -> str | None:
