@@ -268,3 +268,19 @@ def test_a_student_near_chance_is_advised_to_start_from_the_teacher_only_when_it
     assert _student_advice(StudentInit("random", None)).startswith("Start from a sliced teacher (--init sliced)")
     sliced = _student_advice(StudentInit("sliced", None))
     assert sliced.startswith("Train longer") and "--init sliced" not in sliced
+
+
+def test_a_failed_bundle_of_a_model_near_chance_is_told_to_train_it_not_to_requantize(tmp_path):
+    # an untrained model's rows are near-ties that rounding flips; the hint said to try GPTQ
+    import dataclasses
+
+    from tinybert_edge.cli import failed_bundle_hint
+    from tinybert_edge.converters.export import export_bundles
+
+    model = make_tiny_model_dir(tmp_path / "m", classifier=True, layers=1, seed=3)
+    dev = write_tsv(tmp_path / "dev.tsv", sentences(40, seed=8))
+    (b,) = export_bundles(model, tmp_path / "b", formats=["tflite"], quantizations=["int8"], seq_len=16, data=dev)
+    assert b.near_chance  # a random model: accuracy at the majority class
+    assert "near-ties that any rounding flips" in failed_bundle_hint(b)
+    assert "--weight-rounding gptq" not in failed_bundle_hint(b)
+    assert "--weight-rounding gptq" in failed_bundle_hint(dataclasses.replace(b, near_chance=False))

@@ -226,9 +226,25 @@ def cmd_export(a) -> int:
                     "could pass it" if v.near_threshold else "")
             print(f"error: {b.path} label agreement {100 * v.label_agreement:.2f} % is under the threshold "
                   f"{a.threshold:g} % ({differ} of {v.examples} rows differ from fp32; it allows {allowed}{near}); the bundle is "
-                  f"kept, marked failed. {_failed_hint(b.result)}", file=sys.stderr)
+                  f"kept, marked failed. {failed_bundle_hint(b)}", file=sys.stderr)
         return 3
     return 0
+
+
+def failed_bundle_hint(bundle) -> str:
+    """What to try when a bundle fails its threshold.
+
+    Args:
+        bundle: the BundleResult of the failed bundle.
+
+    Returns:
+        For a model near chance on the data: to train it further (its rows are near-ties that any
+        rounding flips, so another quantization would not help); otherwise _failed_hint's routes.
+    """
+    if bundle.near_chance:
+        return ("The model itself is near chance on this data (warning above), so its rows are near-ties that any "
+                "rounding flips: distill or fine-tune it further, then export again.")
+    return _failed_hint(bundle.result)
 
 
 def _failed_hint(result) -> str:
