@@ -28,6 +28,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 
 from tinybert_edge import __version__
 from tinybert_edge.data import Columns, iter_task_examples
+from tinybert_edge.errors import DataError
 from tinybert_edge.evaluate import agreement_interval, classification_metrics, label_space_of, near_chance
 from tinybert_edge.files import publish_dir, sha256_file, write_bytes_atomically, write_json_atomically
 from tinybert_edge.models import check_classifier, load_classifier, load_config, load_tokenizer, resolve_model_dir
@@ -822,20 +823,40 @@ def write_zip(bundle_dir: Path) -> Path:
 def read_validation_data(path: str | Path, config, columns=None, max_examples: int | None = None):
     """(texts, text_pairs or None, gold ids or None) of a labelled task file, for validation.
 
+    Args:
+        path: the task file.
+        config: the model's config (its labels).
+        columns: the file's column names.
+        max_examples: at most this many rows: a seeded sample in file order (memory for N rows only).
+
     Raises:
-        tinybert_edge.errors.DataError: unreadable file, or a label the model does not know.
+        tinybert_edge.errors.DataError: unreadable file, a label the model does not know, or a pair
+            file with a row that has no second segment.
     """
     space = label_space_of(config)
-    texts, pairs, gold = [], [], []
-    for ex in iter_task_examples(path, columns or Columns()):
-        texts.append(ex.text)
-        pairs.append(ex.text_pair)
-        gold.append(space.encode(ex.label, Path(path), ex.line))
-    if max_examples is not None and len(texts) > max_examples:
-        # a seeded sample in file order, not the first rows: files come sorted by label as often as
-        # not, and the first N of a sorted file would validate on one class
-        pick = sorted(random.Random(0).sample(range(len(texts)), max_examples))
-        texts, pairs, gold = [texts[i] for i in pick], [pairs[i] for i in pick], [gold[i] for i in pick]
+    rng = random.Random(0)
+    keep: list[tuple[int, str, str | None, float | int]] = []
+    with_pair = without_pair = None
+    for i, ex in enumerate(iter_task_examples(path, columns or Columns())):
+        item = (i, ex.text, ex.text_pair, space.encode(ex.label, Path(path), ex.line))
+        if ex.text_pair is None:
+            without_pair = without_pair or ex
+        else:
+            with_pair = with_pair or ex
+        if max_examples is None or len(keep) < max_examples:
+            keep.append(item)
+        else:
+            # a seeded reservoir sample (kept in file order below), not the first rows: files come
+            # sorted by label as often as not, and the first N of a sorted file are one class
+            j = rng.randint(0, i)
+            if j < max_examples:
+                keep[j] = item
+    if with_pair is not None and without_pair is not None:
+        raise DataError(f"{path}: line {without_pair.line} has no text in column "
+                        f"{(columns or Columns()).text_pair!r}, which other rows have; a pair model needs both "
+                        "segments on every row: fill it or drop the row")
+    keep.sort(key=lambda item: item[0])
+    texts, pairs, gold = [k[1] for k in keep], [k[2] for k in keep], [k[3] for k in keep]
     if space.task_type == "regression":
         gold = None
     return texts, (pairs if any(p is not None for p in pairs) else None), gold

@@ -201,34 +201,94 @@ def _batches_of(path, tok, space, buffer, **kw):
     return TextBatches(path, tok, 16, 4, 0, labels=space, shuffle_buffer=buffer, **kw)
 
 
-def test_a_file_sorted_by_label_and_longer_than_the_shuffle_buffer_is_read_in_a_full_shuffle(tiny_assets, tmp_path):
-    # training streams a file through a shuffle buffer; a sorted file longer than it was seen one
+def test_a_labelled_file_longer_than_the_shuffle_buffer_is_read_in_a_full_shuffle(tiny_assets, tmp_path):
+    # training streamed a file through a shuffle buffer; a sorted file longer than it was seen one
     # label at a time (the first steps of a 50k-row 5-class file saw 2 labels)
     tok = AutoTokenizer.from_pretrained(tiny_assets["teacher_cls"])
     space = LabelSpace("classification", {"neg": 0, "pos": 1})
     rows = sentences(40, seed=7)
     ordered = write_tsv(tmp_path / "sorted.tsv", sorted(rows, key=lambda r: r[1]))
-    mixed = write_tsv(tmp_path / "mixed.tsv", rows)
     longest = max(sum(1 for _ in g) for _, g in itertools.groupby(sorted(r[1] for r in rows)))
     data = _batches_of(ordered, tok, space, 8)
     rep = data.scan()
-    assert rep.longest_label_run == longest and rep.label_runs_outlast_shuffle and data.full_shuffle
+    assert rep.longest_label_run == longest and data.full_shuffle and data.order == "full-shuffle"
     epoch0 = list(data._ordered(0))
-    # every row once, read back by offset exactly as the stream reads it
-    assert sorted(epoch0, key=lambda e: e.line) == list(iter_task_examples(ordered))
-    assert {e.label for e in epoch0[:8]} == {"neg", "pos"}  # the stream's first 8 were all 'neg'
-    assert {e.label for e in list(_batches_of(ordered, tok, space, 8)._ordered(0))[:8]} == {"neg"}
+    # every row once, read back by offset as the stream reads it
+    stream = list(iter_task_examples(ordered))
+    assert [(e.text, e.label) for e in sorted(epoch0, key=lambda e: e.line)] == [(e.text, e.label) for e in stream]
+    assert {e.label for e in epoch0[:8]} == {"neg", "pos"}
+    streamed = _batches_of(ordered, tok, space, 8)  # not scanned: streamed through the buffer, as before
+    assert {e.label for e in list(streamed._ordered(0))[:8]} == {"neg"} and streamed.order == "buffer-shuffle"
     again = _batches_of(ordered, tok, space, 8)
     again.scan()
     assert list(again._ordered(0)) == epoch0 and list(again._ordered(1)) != epoch0  # a function of (seed, epoch)
-    # a resumed epoch skips exactly the batches it consumed
+    # a resumed epoch skips exactly the batches it consumed, and two processes split each batch
     full = [b["input_ids"].tolist() for b in data.batches(1)]
     assert [b["input_ids"].tolist() for b in again.batches(1, skip=3)] == full[3:]
-    # not for a mixed file, nor one the buffer holds whole (that one is shuffled whole already)
-    m = _batches_of(mixed, tok, space, 8)
-    assert not m.scan().label_runs_outlast_shuffle and not m.full_shuffle
+    def unpadded(batch):
+        return [tuple(t for t in row if t != tok.pad_token_id) for row in batch]
+
+    halves = [[b["input_ids"].tolist() for b in again.batches(1, rank=r, world_size=2)] for r in (0, 1)]
+    assert len(halves[0]) == len(halves[1]) == len(full)
+    for k, batch in enumerate(full):  # the two processes split each global batch between them
+        assert sorted(unpadded(halves[0][k]) + unpadded(halves[1][k])) == sorted(unpadded(batch))
+    # a file the buffer holds whole is shuffled whole already
     w = _batches_of(ordered, tok, space, 64)
-    assert not w.scan().label_runs_outlast_shuffle and not w.full_shuffle
+    w.scan()
+    assert not w.full_shuffle
+
+
+def test_many_labels_in_runs_shorter_than_the_buffer_are_shuffled_in_full_too(tiny_assets, tmp_path):
+    # 10 labels x 4 rows, sorted: no run fills half an 8-row buffer, yet the stream sees ~2 labels at a time
+    tok = AutoTokenizer.from_pretrained(tiny_assets["teacher_cls"])
+    labels = [f"c{i}" for i in range(10)]
+    space = LabelSpace("classification", {lab: i for i, lab in enumerate(labels)})
+    path = write_tsv(tmp_path / "many.tsv", [(t, labels[i // 4]) for i, (t, _) in enumerate(sentences(40, seed=2))])
+    data = _batches_of(path, tok, space, 8)
+    assert data.scan().longest_label_run == 4 and data.full_shuffle
+    assert len({e.label for e in list(data._ordered(0))[:8]}) >= 4
+
+
+def test_a_checkpoint_from_before_the_full_shuffle_does_not_resume_in_the_new_order(tiny_assets, tmp_path, capsys):
+    # a checkpoint written by an earlier version (no data_order: it streamed every file) on a file
+    # longer than the buffer must not resume in the full-shuffle order: rows would repeat or be skipped
+    import hashlib
+
+    rows = sentences(10_050, seed=4)
+    train = write_tsv(tmp_path / "train.tsv", rows)
+    argv = ["finetune", "--model", str(tiny_assets["teacher_base"]), "--train", str(train), "--out",
+            str(tmp_path / "t"), "--max-steps", "3", "--batch-size", "4", "--max-seq-len", "16",
+            "--checkpoint-every", "1", "--threads", "1"]
+    assert main(argv) == 0
+    assert "more rows than the 10,000-row shuffle buffer, so each epoch reads them in a full shuffle" in \
+        capsys.readouterr().out
+    ckpt = sorted((tmp_path / "t" / "checkpoints").glob("step-*"))[-1]
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["data_order"] == "full-shuffle"
+    del state["data_order"]  # as an earlier version wrote it
+    (ckpt / "state.json").write_text(json.dumps(state))
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["state.json"] = hashlib.sha256((ckpt / "state.json").read_bytes()).hexdigest()
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "t" / "summary.json").unlink()  # as if that run had stopped at its last checkpoint
+    assert main([*argv, "--resume"]) == 2
+    assert "read the data in buffer-shuffle order, this run reads it in full-shuffle order" in capsys.readouterr().err
+
+
+def test_export_refuses_a_validation_file_where_only_some_rows_have_a_pair(tmp_path, capsys):
+    model = make_tiny_model_dir(tmp_path / "m", classifier=True, layers=1)
+    p = tmp_path / "mixed.jsonl"
+    p.write_text('{"text": "good film", "text_pair": "fun", "label": "pos"}\n{"text": "bad plot", "label": "neg"}\n')
+    assert main(["export", "--model", str(model), "--format", "tflite", "--quantize", "int8", "--seq-len", "16",
+                 "--fixed", "--data", str(p), "--out", str(tmp_path / "b")]) == 2
+    assert "line 2 has no text in column 'text_pair', which other rows have" in capsys.readouterr().err
+
+
+def test_a_duplicated_json_key_the_kit_reads_is_refused(tmp_path):
+    p = tmp_path / "dup.jsonl"
+    p.write_text('{"text": "good film", "label": "pos", "label": "neg"}\n')
+    with pytest.raises(DataError, match="line 1 has the key 'label' 2 times"):
+        list(iter_task_examples(p))
 
 
 @pytest.mark.parametrize("name,body", [
@@ -241,7 +301,8 @@ def test_task_file_rows_read_back_by_offset_equal_the_stream(tmp_path, name, bod
     p.write_bytes(BOM + body.encode("utf-8"))
     stream = list(iter_task_examples(p))
     rows = TaskFileRows(p)
-    assert [rows.at(e.offset, e.line) for e in reversed(stream)] == stream[::-1]
+    back = [rows.at(e.offset, e.line) for e in reversed(stream)][::-1]
+    assert [(e.text, e.text_pair, e.label) for e in back] == [(e.text, e.text_pair, e.label) for e in stream]
     p.write_bytes(b"x" * p.stat().st_size)  # the file changed under a run
     with pytest.raises(DataError, match="changed while training read it"):
         rows.at(stream[-1].offset, stream[-1].line)
@@ -268,6 +329,8 @@ def test_a_student_near_chance_is_advised_to_start_from_the_teacher_only_when_it
     assert _student_advice(StudentInit("random", None)).startswith("Start from a sliced teacher (--init sliced)")
     sliced = _student_advice(StudentInit("sliced", None))
     assert sliced.startswith("Train longer") and "--init sliced" not in sliced
+    # a general-distillation student or --student-init did not start from this teacher
+    assert "--init sliced" in _student_advice(StudentInit("dir", None))
 
 
 def test_a_failed_bundle_of_a_model_near_chance_is_told_to_train_it_not_to_requantize(tmp_path):

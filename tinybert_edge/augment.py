@@ -551,7 +551,7 @@ def _stream(partial, state, state_path, has_pair, first, examples, augmenter, ch
 def _header(path: Path) -> list[str]:
     if path.suffix.lower() == ".jsonl":
         return []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the first name
         return [h.strip() for h in f.readline().rstrip("\n").split("\t" if path.suffix.lower() == ".tsv" else ",")]
 
 

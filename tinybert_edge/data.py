@@ -4,10 +4,10 @@ Task files: TSV (GLUE-style, no quoting), CSV (standard quoting) or JSON lines, 
 column, an optional text-pair column and a label column (names configurable). Corpora: plain
 text (one sentence or document per line) or JSON lines with a text field.
 
-Nothing is held in memory beyond a shuffle buffer: every epoch re-reads the file. A task file
-longer than the buffer whose rows come in long runs of one label (sorted by label) is instead read
-in a full permutation, by each row's byte offset (16 bytes a row in memory): a buffer cannot mix
-it. Order is a pure function of (seed, epoch), so a resumed run can skip exactly the batches it
+Nothing is held in memory beyond a shuffle buffer: every epoch re-reads the file. A labelled task
+file longer than the buffer is instead read in a full permutation, by each row's byte offset (16
+bytes a row in memory): a buffer mixes only nearby rows, and a file sorted by label would be seen
+one label at a time. Order is a pure function of (seed, epoch), so a resumed run can skip exactly the batches it
 already consumed and see the same data as an uninterrupted run.
 """
 
@@ -38,14 +38,6 @@ class ScanReport:
     truncated: int
     max_tokens: int
     longest_label_run: int = 0  # most consecutive rows with one label (task files)
-    shuffle_buffer: int = 0  # how many rows the training shuffle mixes at a time
-
-    @property
-    def label_runs_outlast_shuffle(self) -> bool:
-        """Whether one label fills at least half of the shuffle buffer for a stretch: a file sorted
-        by label (as exports often are) and longer than the buffer, so training would see one or
-        two labels at a time."""
-        return self.rows > self.shuffle_buffer and 2 * self.longest_label_run >= self.shuffle_buffer
 
 
 class TextBatches:
@@ -153,17 +145,23 @@ class TextBatches:
                 flush()
         flush()
         self._rows = rows
-        report = ScanReport(rows=rows, truncated=truncated, max_tokens=longest, longest_label_run=longest_run,
-                            shuffle_buffer=self.shuffle_buffer if self.shuffle else 0)
-        full = self.shuffle and self.labels is not None and not self.corpus and report.label_runs_outlast_shuffle
+        # A labelled file longer than the buffer is read in a full permutation whatever its order:
+        # the buffer mixes only nearby rows, and files come sorted by label (or by target, or with
+        # many labels in runs shorter than the buffer) as often as not.
+        full = self.shuffle and self.labels is not None and not self.corpus and rows > self.shuffle_buffer
         self._row_index = (offsets, lines) if full else None
-        return report
+        return ScanReport(rows=rows, truncated=truncated, max_tokens=longest, longest_label_run=longest_run)
 
     @property
     def full_shuffle(self) -> bool:
-        """Whether epochs read the rows in a full permutation (scan found a file sorted by label and
-        longer than the shuffle buffer) rather than streamed through the buffer."""
+        """Whether epochs read the rows in a full permutation (scan found a labelled file longer than
+        the shuffle buffer) rather than streamed through the buffer."""
         return self._row_index is not None
+
+    @property
+    def order(self) -> str:
+        """How epochs are ordered, recorded with checkpoints: a run resumes only in the same order."""
+        return "full-shuffle" if self.full_shuffle else ("buffer-shuffle" if self.shuffle else "file")
 
     @property
     def rows(self) -> int:

@@ -75,9 +75,9 @@ def _scan(data: TextBatches, say: Reporter, what: str) -> None:
         say(f"note: {rep.truncated:,} of {rep.rows:,} texts in {data.path.name} are longer than {data.max_seq_len} "
             f"tokens (longest {rep.max_tokens}) and are truncated; raise --max-seq-len to keep them")
     if data.full_shuffle:
-        say(f"note: {data.path.name} has {rep.longest_label_run:,} rows in a row with one label, more than the "
-            f"{rep.shuffle_buffer:,}-row shuffle buffer can mix, so each epoch reads its rows in a full shuffle "
-            "(one seek a row)")
+        say(f"note: {data.path.name} has more rows than the {data.shuffle_buffer:,}-row shuffle buffer, so each "
+            "epoch reads them in a full shuffle by row offset (one seek a row; its longest run of one label is "
+            f"{rep.longest_label_run:,} rows)")
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg: TrainConfig, *,
@@ -520,7 +520,7 @@ def distill_task(teacher_dir: str | Path, train_file: str | Path, out: str | Pat
 def _student_advice(s_init: StudentInit) -> str:
     """What to try for a student near chance: a better start only when it did not have one."""
     longer = "train longer (--intermediate-epochs, --prediction-epochs), or check the data"
-    if s_init.kind in ("sliced", "dir"):  # it started from the teacher's weights or a GD student already
+    if s_init.kind == "sliced":  # it started from the teacher's own weights already
         return longer[0].upper() + longer[1:]
     return f"Start from a sliced teacher (--init sliced) or a general-distillation student, {longer}"
 

@@ -147,8 +147,18 @@ def _csv_reader(fmt: str, lines):
 
 
 def _json_example(path: Path, line_no: int, line: str, at: int, columns: Columns, require_label: bool) -> Example:
+    read = (columns.text, columns.text_pair, columns.label)
+
+    def no_duplicate_keys(pairs):
+        # json keeps the last of a duplicated key without a word, as a csv header dict would
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in read if keys.count(k) > 1), None)
+        if twice is not None:
+            raise DataError(f"{path}: line {line_no} has the key {twice!r} {keys.count(twice)} times; keep one")
+        return dict(pairs)
+
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: line {line_no} is not valid JSON ({e.msg}); one JSON object per line") from None
     if not isinstance(obj, dict):
@@ -200,7 +210,11 @@ class TaskFileRows:
         self.header: list[str] = []
         if self.fmt != "jsonl":
             lines = (s for _, s, _ in _decoded_lines(self.path))
-            self.header = _check_header(self.path, next(_csv_reader(self.fmt, lines)), columns, require_label)
+            header = next(_csv_reader(self.fmt, lines), None)
+            if header is None:
+                raise DataError(f"{self.path} changed while training read it (it is empty now); leave the file alone "
+                                "during a run, or start it again")
+            self.header = _check_header(self.path, header, columns, require_label)
         self.index = {name: i for i, name in enumerate(self.header)}
 
     def at(self, offset: int, line: int) -> Example:

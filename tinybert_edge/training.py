@@ -489,6 +489,15 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
     latest = ckpt.latest() if resume else None
     if latest is not None:
         state = ckpt.load(latest, accelerator, objective, optimizer, scheduler, average)  # restores RNG too
+        order = getattr(data, "order", None)
+        # checkpoints made before the order was recorded streamed every file through the buffer
+        if order is not None and state.get("data_order", "buffer-shuffle") != order:
+            raise CheckpointError(
+                f"checkpoint {latest} read the data in {state.get('data_order', 'buffer-shuffle')} order, this run "
+                f"reads it in {order} order (earlier tinybert-edge versions streamed every file through the "
+                "shuffle buffer): resuming would repeat or skip rows; finish it with the version that started it, or "
+                "start again with --overwrite"
+            )
         if state["steps_per_epoch"] != steps_per_epoch or state["total_steps"] != total:
             raise CheckpointError(
                 f"checkpoint {latest} was made for {state['total_steps']} steps of {state['steps_per_epoch']} "
@@ -560,6 +569,7 @@ def train(objective, data, cfg: TrainConfig, run_dir: Path, tokenizer, *, resume
                 ckpt.save(accelerator, model, optimizer, scheduler,
                           {"step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
                            "world_size": world, "format": CHECKPOINT_FORMAT,
+                           **({"data_order": data.order} if hasattr(data, "order") else {}),
                            "elapsed_seconds": elapsed_before + time.perf_counter() - t0},
                           extra=_extra_state(objective), average=average.state() if average is not None else None)
             if step >= total:

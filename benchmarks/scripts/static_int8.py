@@ -46,7 +46,9 @@ def measure(bundles: list[Path], data: Path, rows: int, runs: int, warmup: int =
         meta = json.loads((path / "metadata.json").read_text())
         source = Path(meta["source_model"]["path"])
         tok, config = load_tokenizer(source), load_config(source)
-        texts, pairs, _ = read_validation_data(data, config, max_examples=rows)
+        texts, pairs, _ = read_validation_data(data, config)
+        # the first `rows` texts, as the recorded figures timed (export's --max-examples samples instead)
+        texts, pairs = texts[:rows], (pairs[:rows] if pairs else None)
         real = tokenize(tok, texts, pairs, meta["max_seq_len"])
         n = meta["max_seq_len"]
         long = (real[0][0][:-1] + [tok.unk_token_id] * n)[:n - 1] + [tok.sep_token_id], [0] * n
