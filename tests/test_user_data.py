@@ -236,6 +236,17 @@ def test_a_labelled_file_longer_than_the_shuffle_buffer_is_read_in_a_full_shuffl
     w = _batches_of(ordered, tok, space, 64)
     w.scan()
     assert not w.full_shuffle
+    # a file in mixed order keeps the stream (and the results recorded with it)
+    mixed = write_tsv(tmp_path / "mixed.tsv", [(t, ("neg", "pos")[i % 2]) for i, (t, _) in enumerate(rows)])
+    m = _batches_of(mixed, tok, space, 8)
+    assert m.scan().worst_window_distance == 0.0 and not m.full_shuffle and m.order == "buffer-shuffle"
+
+
+def test_a_regression_file_sorted_by_target_is_read_in_a_full_shuffle(tiny_assets, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_assets["teacher_cls"])
+    rows = [(t, f"{i / 10:.1f}") for i, (t, _) in enumerate(sentences(40, seed=6))]
+    data = _batches_of(write_tsv(tmp_path / "sts.tsv", rows), tok, LabelSpace("regression"), 8)
+    assert data.scan().ascending_share == 1.0 and data.full_shuffle
 
 
 def test_many_labels_in_runs_shorter_than_the_buffer_are_shuffled_in_full_too(tiny_assets, tmp_path):
@@ -254,13 +265,13 @@ def test_a_checkpoint_from_before_the_full_shuffle_does_not_resume_in_the_new_or
     # longer than the buffer must not resume in the full-shuffle order: rows would repeat or be skipped
     import hashlib
 
-    rows = sentences(10_050, seed=4)
+    rows = sorted(sentences(10_050, seed=4), key=lambda r: r[1])  # sorted by label: read in a full shuffle
     train = write_tsv(tmp_path / "train.tsv", rows)
     argv = ["finetune", "--model", str(tiny_assets["teacher_base"]), "--train", str(train), "--out",
             str(tmp_path / "t"), "--max-steps", "3", "--batch-size", "4", "--max-seq-len", "16",
             "--checkpoint-every", "1", "--threads", "1"]
     assert main(argv) == 0
-    assert "more rows than the 10,000-row shuffle buffer, so each epoch reads them in a full shuffle" in \
+    assert "rows come in order (sorted by label or target) and outnumber the 10,000-row shuffle buffer" in \
         capsys.readouterr().out
     ckpt = sorted((tmp_path / "t" / "checkpoints").glob("step-*"))[-1]
     state = json.loads((ckpt / "state.json").read_text())

@@ -75,9 +75,9 @@ def _scan(data: TextBatches, say: Reporter, what: str) -> None:
         say(f"note: {rep.truncated:,} of {rep.rows:,} texts in {data.path.name} are longer than {data.max_seq_len} "
             f"tokens (longest {rep.max_tokens}) and are truncated; raise --max-seq-len to keep them")
     if data.full_shuffle:
-        say(f"note: {data.path.name} has more rows than the {data.shuffle_buffer:,}-row shuffle buffer, so each "
-            "epoch reads them in a full shuffle by row offset (one seek a row; its longest run of one label is "
-            f"{rep.longest_label_run:,} rows)")
+        say(f"note: {data.path.name}'s rows come in order (sorted by label or target) and outnumber the "
+            f"{data.shuffle_buffer:,}-row shuffle buffer, so each epoch reads them in a full shuffle by row offset "
+            "(one seek a row)")
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, out: str | Path, cfg: TrainConfig, *,
