@@ -238,10 +238,11 @@ def failed_bundle_hint(bundle) -> str:
         bundle: the BundleResult of the failed bundle.
 
     Returns:
-        For a model near chance on the data: to train it further (its rows are near-ties that any
-        rounding flips, so another quantization would not help); otherwise _failed_hint's routes.
+        For a quantized artifact of a model near chance on the data: to train it further (its rows
+        are near-ties that any rounding flips, so another quantization would not help); otherwise
+        _failed_hint's routes (an fp32 artifact should agree on every row, near chance or not).
     """
-    if bundle.near_chance:
+    if bundle.near_chance and bundle.result.quantization != "none":
         return ("The model itself is near chance on this data (warning above), so its rows are near-ties that any "
                 "rounding flips: distill or fine-tune it further, then export again.")
     return _failed_hint(bundle.result)
