@@ -27,7 +27,7 @@ from tinybert_edge.files import sha256_file
 from tinybert_edge.schema import SchemaError, validate
 
 from . import get_format
-from .runtime import ExportError, SeqLenPolicy, WordPieceTokenizer, softmax, tokenize
+from .runtime import ExportError, SeqLenPolicy, WordPieceTokenizer, count_truncated, softmax, tokenize
 
 SCHEMA = "tinybert-edge/bundle"
 SCHEMA_VERSION = 2
@@ -128,7 +128,7 @@ class Bundle:
     def count_truncated(self, texts: list[str], text_pairs: list[str] | None = None) -> int:
         """How many inputs are longer than the artifact's max_seq_len, so that it sees their first
         tokens only (what predict says, and an app should)."""
-        return self.tokenizer().count_truncated(texts, text_pairs, self.policy.max_len)
+        return count_truncated(self.tokenizer(), texts, text_pairs, self.policy.max_len)
 
     def tokenizer(self) -> WordPieceTokenizer:
         """The bundle's tokenizer rebuilt from vocab.txt and metadata (what an app must do too)."""

@@ -28,7 +28,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 
 from tinybert_edge import __version__
 from tinybert_edge.data import Columns, iter_task_examples
-from tinybert_edge.errors import DataError
+from tinybert_edge.taskfiles import missing_pair_error
 from tinybert_edge.evaluate import agreement_interval, classification_metrics, label_space_of, near_chance
 from tinybert_edge.files import publish_dir, sha256_file, write_bytes_atomically, write_json_atomically
 from tinybert_edge.models import check_classifier, load_classifier, load_config, load_tokenizer, resolve_model_dir
@@ -37,7 +37,7 @@ from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
 from .gptq import NonFiniteHessian, gptq_round_model
-from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, tokenize
+from .runtime import ExportError, ParityReport, SeqLenPolicy, count_truncated, pad_row, tokenize
 
 DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
 # self-test inputs besides the first validation texts: what tokenizers get wrong, and a text
@@ -852,31 +852,12 @@ def read_validation_data(path: str | Path, config, columns=None, max_examples: i
             if j < max_examples:
                 keep[j] = item
     if with_pair is not None and without_pair is not None:
-        raise DataError(f"{path}: line {without_pair.line} has no text in column "
-                        f"{(columns or Columns()).text_pair!r}, which other rows have; a pair model needs both "
-                        "segments on every row: fill it or drop the row")
+        raise missing_pair_error(path, without_pair.line, columns or Columns())
     keep.sort(key=lambda item: item[0])
     texts, pairs, gold = [k[1] for k in keep], [k[2] for k in keep], [k[3] for k in keep]
     if space.task_type == "regression":
         gold = None
     return texts, (pairs if any(p is not None for p in pairs) else None), gold
-
-
-def count_truncated(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len: int) -> int:
-    """How many inputs are longer than `max_len` tokens (with [CLS] and [SEP]), so that an artifact
-    sees only their first tokens, as an app does.
-
-    Args:
-        tokenizer: the model's transformers tokenizer.
-        texts, text_pairs: the inputs (pairs None: single texts).
-        max_len: the artifact's longest input.
-
-    Returns:
-        The number of inputs that are cut.
-    """
-    # verbose=False: transformers warns about every text over the model's 512 positions, which is what we count
-    enc = tokenizer(texts, text_pairs, verbose=False) if text_pairs else tokenizer(texts, verbose=False)
-    return sum(len(ids) > max_len for ids in enc["input_ids"])
 
 
 def first_text(path: str | Path, columns: Columns | None = None) -> tuple[str, str | None]:

@@ -234,6 +234,25 @@ def tokenize(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len:
     return list(zip(enc["input_ids"], types))
 
 
+def count_truncated(tokenizer, texts: list[str], text_pairs: list[str] | None, max_len: int) -> int:
+    """How many inputs are longer than `max_len` tokens (with [CLS] and [SEP]), so that an artifact
+    sees only their first tokens, as an app does.
+
+    Args:
+        tokenizer: a WordPieceTokenizer (runtime side) or a transformers tokenizer (export side).
+        texts, text_pairs: the inputs (pairs None: single texts).
+        max_len: the artifact's longest input.
+
+    Returns:
+        The number of inputs that are cut.
+    """
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return tokenizer.count_truncated(texts, text_pairs, max_len)
+    # verbose=False: transformers warns about every text over the model's 512 positions, which is what we count
+    enc = tokenizer(texts, text_pairs, verbose=False) if text_pairs else tokenizer(texts, verbose=False)
+    return sum(len(ids) > max_len for ids in enc["input_ids"])
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax of one row of logits, in float64 (what the app's core computes)."""
     z = np.asarray(logits, dtype=np.float64)

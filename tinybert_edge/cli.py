@@ -314,8 +314,9 @@ def cmd_predict(a) -> int:
     if any(have) and not all(have):
         raise ConfigError(f"{have.count(True)} of {len(texts)} inputs have a second segment and the rest do not; "
                           "classify pairs and single texts in separate calls")
+    given = pairs if all(have) else None  # what the tokenizer takes: every second segment, or none
     bundle.self_test()  # a few ms: the artifact reproduces its exported outputs on this machine
-    probs, ms = bundle.classify(texts, pairs if all(have) else None, threads=a.threads)
+    probs, ms = bundle.classify(texts, given, threads=a.threads)
     rows = []
     for text, pair, p, t in zip(texts, pairs, probs, ms):
         top = int(p.argmax())
@@ -328,7 +329,7 @@ def cmd_predict(a) -> int:
             row["text_pair"] = pair
         rows.append({**row, "label": bundle.labels[top], "probabilities": dict(zip(bundle.labels, map(float, p))),
                      "latency_ms": t})
-    truncated = bundle.count_truncated(texts, pairs if all(have) else None)
+    truncated = bundle.count_truncated(texts, given)
     if truncated:
         print(f"note: {truncated} of {len(texts)} input(s) are longer than the bundle's {bundle.policy.max_len} "
               "tokens and were classified on their first tokens only; export with a larger --seq-len to keep "

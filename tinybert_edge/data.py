@@ -7,8 +7,9 @@ text (one sentence or document per line) or JSON lines with a text field.
 Nothing is held in memory beyond a shuffle buffer: every epoch re-reads the file. A labelled task
 file longer than the buffer whose rows come in order (sorted by label or target) is instead read in
 a full permutation, by each row's byte offset (16 bytes a row in memory): a buffer mixes only
-nearby rows, so it would be seen one label at a time. Order is a pure function of (seed, epoch), so a resumed run can skip exactly the batches it
-already consumed and see the same data as an uninterrupted run.
+nearby rows, so it would be seen one label at a time. Order is a pure function of (seed, epoch),
+so a resumed run can skip exactly the batches it already consumed and see the same data as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class TextBatches:
         self.group_by_length = group_by_length
         self.length_window = max(1, length_window)
         self._rows: int | None = None
-        # set by scan() for a task file whose label runs outlast the shuffle buffer: each row's byte
+        # set by scan() for a task file in order and longer than the shuffle buffer: each row's byte
         # offset and line, so every epoch reads the rows in a full permutation instead of a stream
         self._row_index: tuple[array, array] | None = None
 
@@ -165,7 +166,7 @@ class TextBatches:
                     ascending += previous is not None and float(ex.label) >= float(previous)
                 run = run + 1 if ex.label == previous else 1
                 previous, longest_run = ex.label, max(longest_run, run)
-                if sum(windows[-1].values()) == window:
+                if rows and rows % window == 0:  # every labelled row is counted in `rows`
                     windows.append(Counter())
                 windows[-1][ex.label] += 1
                 offsets.append(ex.offset)
@@ -190,8 +191,8 @@ class TextBatches:
 
     @property
     def full_shuffle(self) -> bool:
-        """Whether epochs read the rows in a full permutation (scan found a labelled file longer than
-        the shuffle buffer) rather than streamed through the buffer."""
+        """Whether epochs read the rows in a full permutation (scan found a labelled file in order and
+        longer than the shuffle buffer) rather than streamed through the buffer."""
         return self._row_index is not None
 
     @property
@@ -215,7 +216,7 @@ class TextBatches:
             return
         rng = random.Random(f"{self.seed}:{epoch}")
         if self._row_index is not None:
-            # 16 bytes a row in memory, one seek a row: the buffer cannot mix a file sorted by label
+            # 16 bytes a row in memory, one seek a row: the buffer cannot mix a file in order
             offsets, lines = self._row_index
             order = list(range(len(offsets)))
             rng.shuffle(order)

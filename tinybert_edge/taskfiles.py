@@ -335,6 +335,21 @@ def collect_labels(path: str | Path, columns: Columns = Columns()) -> list[str]:
     return sorted(labels, key=key)
 
 
+def missing_pair_error(path: str | Path, line: int, columns: Columns = Columns()) -> DataError:
+    """The error for a row without a second segment in a file whose other rows have one.
+
+    Args:
+        path: the file.
+        line: the first such row's line.
+        columns: the file's column names.
+
+    Returns:
+        The DataError to raise (a pair model needs both segments on every row).
+    """
+    return DataError(f"{path}: line {line} has no text in column {columns.text_pair!r}, which other rows have; "
+                     "a pair model needs both segments on every row: fill it or drop the row")
+
+
 def read_texts(source, name: str, columns: Columns = Columns()) -> tuple[list[str], list[str] | None]:
     """Texts to classify, with their second segments: a task file's text and text-pair columns
     (.tsv/.csv/.jsonl), or plain UTF-8 lines (no pairs).
@@ -361,8 +376,7 @@ def read_texts(source, name: str, columns: Columns = Columns()) -> tuple[list[st
                 return [ex.text for ex in examples], None
             missing = next((ex for ex in examples if ex.text_pair is None), None)
             if missing is not None:
-                raise DataError(f"{path}: line {missing.line} has no text in column {columns.text_pair!r}, which "
-                                "other rows have; a pair model needs both segments on every row: fill it or drop the row")
+                raise missing_pair_error(path, missing.line, columns)
             return [ex.text for ex in examples], [ex.text_pair for ex in examples]
         with open(path, "rb") as f:
             return _plain_lines(f, name), None
