@@ -9,7 +9,9 @@ int8-static: the same with static activation ranges calibrated on real training 
     (--calibration-data; its agreement is reported like any other and is held to the threshold),
     once, on unpadded rows, for every method (_static_on_unpadded_rows says why). LayerNorm and
     the residual add before it ("Add & Norm") stay fp32, and the FFN output linear's outlier
-    input channels get their own range (see qat.py for why).
+    input channels get their own range (see qat.py for why). With --outlier-dims auto (the
+    default) the residual stream's outlier dimensions get their own ranges too, where the
+    calibration texts show it pays (outliers.py; _residual_outlier_split).
 int8-qat: static int8 after quantization-aware distillation (qat.py) on training texts, with
     the fp32 model as teacher, on unpadded rows (see qat.py); every method, bucketed or fixed, is
     traced from the one converted graph.
@@ -30,6 +32,7 @@ Length-aware: "dynamic" exports one method "forward" with a symbolic sequence di
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,14 +46,22 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
 from tinybert_edge.files import write_bytes_atomically
 
+from . import outliers
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
                      check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
-from .outliers import split_ffn_outliers, unpadded_inputs
+from .outliers import order_residual_outliers, split_ffn_outliers, split_residual_outliers, unpadded_inputs
 from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
 QUANTIZATIONS = ("none", "int8", "int8-static", "int8-qat")
+# int8-static's residual outlier split (outliers.py): "auto" tries it and keeps it when it lowers the
+# calibration texts' logit error by RESIDUAL_SPLIT_GAIN_DB or more, "split" always, "off" never
+OUTLIER_DIMS = ("auto", "split", "off")
+# the split costs two linears and an fp32 join for each of Q, K, V, the FFN's linears and the pooler,
+# so auto asks for a clear gain: the demo teacher gains 3.6-5.3 dB, the demo student -0.8 to +0.3 dB
+# (BENCHMARKS.md, "The residual stream's outlier dimensions")
+RESIDUAL_SPLIT_GAIN_DB = 1.0
 MATMUL_OPS = ("mm", "bmm", "addmm", "linear", "matmul", "convolution")
 
 
@@ -141,6 +152,69 @@ def _static_on_unpadded_rows(module: nn.Module, calibration_rows: list[tuple[lis
     return convert_pt2e(prepared)
 
 
+def logit_sqnr(graph: nn.Module, reference: nn.Module, inputs: list[tuple]) -> float:
+    """Signal-to-quantization-noise ratio, in dB, of `graph`'s outputs against `reference`'s on
+    `inputs` (sum of squared reference logits over sum of squared differences)."""
+    signal = noise = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            ref = reference(*x)
+            signal += float(ref.pow(2).sum())
+            noise += float((graph(*x) - ref).pow(2).sum())
+    return round(10 * math.log10(max(signal, 1e-30) / max(noise, 1e-30)), 2)  # finite for metadata.json
+
+
+def _residual_outlier_split(base: nn.Module, plain: nn.Module | None, wrapper: nn.Module, split_inputs: list[tuple],
+                            calibration_rows, rows, tok, max_len: int, mode: str):
+    """int8-static with the residual stream's outlier dimensions given their own ranges
+    (outliers.order_residual_outliers, split_ffn_outliers in its activation form,
+    split_residual_outliers), converted like the plain graph; "auto" keeps it only when it beats
+    the plain graph by RESIDUAL_SPLIT_GAIN_DB on the calibration texts (the texts that set both
+    graphs' ranges; the validation texts judge the result, so they choose nothing).
+
+    Args:
+        base: the classifier with int8 embeddings, before the FFN split (not changed).
+        plain: the converted graph without the split (None with mode "split").
+        wrapper: the fp32 reference.
+        split_inputs: unpadded calibration inputs (find the dimensions, score both graphs).
+        calibration_rows, rows, tok, max_len: as _static_on_unpadded_rows takes them.
+        mode: "auto" or "split".
+
+    Returns:
+        (converted graph to ship, the record for metadata, the FFN split's records when the
+        residual split is shipped, else None).
+
+    Raises:
+        ExportError: with mode "split": a model of another form, or no outlier dimension found.
+    """
+    record: dict = {"mode": mode}
+    variant = copy.deepcopy(base)
+    try:
+        record.update(order_residual_outliers(variant, split_inputs))
+    except ExportError as e:
+        if mode == "split":
+            raise
+        return plain, {**record, "applied": False, "reason": str(e)}, None
+    if not record["dims"]:
+        if mode == "split":
+            raise ExportError(f"no hidden dimension of this model stands out of the residual stream (the largest is "
+                              f"{record['next_score']}x the 99th percentile, under "
+                              f"{outliers.RESIDUAL_OUTLIER_RATIO}x); export with --outlier-dims auto or off")
+        return plain, {**record, "applied": False, "reason": "no outlier dimension"}, None
+    ffn = split_ffn_outliers(variant, split_inputs, form="activation")
+    split_residual_outliers(variant, len(record["dims"]), split_inputs)
+    converted = _static_on_unpadded_rows(variant, calibration_rows, rows, tok, max_len)
+    sqnr = {"with": logit_sqnr(converted, wrapper, split_inputs)}
+    if plain is not None:
+        sqnr["without"] = logit_sqnr(plain, wrapper, split_inputs)
+    record["calibration_sqnr_db"] = sqnr
+    if plain is not None and sqnr["with"] - sqnr["without"] < RESIDUAL_SPLIT_GAIN_DB:
+        return plain, {**record, "applied": False,
+                       "reason": f"{sqnr['with'] - sqnr['without']:+.2f} dB on the calibration texts, under the "
+                                 f"+{RESIDUAL_SPLIT_GAIN_DB} dB auto keeps it for"}, None
+    return converted, {**record, "applied": True}, ffn
+
+
 def count_outside_delegate(edge) -> Counter:
     """Operator -> count of the call_function nodes that stay outside any delegate, all methods."""
     outside: Counter = Counter()
@@ -162,7 +236,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                calibration_size: int = 128, qad_texts: list[str] | None = None,
                qad_text_pairs: list[str] | None = None, qad: QadSettings | None = None,
                calibration_texts: list[str] | None = None, calibration_text_pairs: list[str] | None = None,
-               weight_rounding: str = "nearest") -> ExportResult:
+               weight_rounding: str = "nearest", outlier_dims: str = "auto") -> ExportResult:
     """Export a sequence classifier to an XNNPACK-delegated .pte and check it against eager PyTorch.
 
     Args:
@@ -185,6 +259,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             first `calibration_size` of `texts`).
         weight_rounding: "nearest", or "gptq" (int8 and int8-static; export.gptq_round_rows, after
             int8-static's FFN outlier split). The artifact is still held against the unrounded model.
+        outlier_dims: int8-static only: "auto" (default) gives the residual stream's outlier
+            dimensions their own ranges when that lowers the calibration texts' logit error by
+            RESIDUAL_SPLIT_GAIN_DB or more; "split" always (an error for a model without them);
+            "off" never. Not tried with GPTQ rounding (auto), refused with it (split).
 
     Returns:
         ExportResult; details hold the operators left outside XNNPACK.
@@ -192,7 +270,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     Raises:
         ExportError: unknown quantization, bad policy, missing package, a failed lowering, a
             matmul left outside the XNNPACK delegate, fewer calibration texts than asked,
-            int8-qat without training texts, or GPTQ calibration activations that are not finite.
+            int8-qat without training texts, GPTQ calibration activations that are not finite, an
+            unknown outlier_dims, or "split" for another scheme, with GPTQ, or on a model without
+            outlier dimensions.
         tinybert_edge.errors.ModelError: the directory is not a BERT-family classifier.
     """
     if quantization not in QUANTIZATIONS:
@@ -207,6 +287,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     check_quantization_request(quantization, n_static, calibration_size, bool(qad_texts),
                                qad)
     check_weight_rounding(weight_rounding, quantization, ("int8", "int8-static"))
+    if outlier_dims not in OUTLIER_DIMS:
+        raise ExportError(f"unknown --outlier-dims {outlier_dims!r}; use one of {', '.join(OUTLIER_DIMS)}")
+    if outlier_dims == "split" and (quantization != "int8-static" or weight_rounding != "nearest"):
+        raise ExportError("--outlier-dims split applies to --quantize int8-static with --weight-rounding nearest "
+                          f"(here: {quantization}, {weight_rounding}); leave it at auto for this export")
     if weight_rounding == "gptq":
         calibration_texts, calibration_text_pairs = calibration_sample(calibration_texts, calibration_text_pairs,
                                                                        calibration_size, "GPTQ")
@@ -230,6 +315,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     dynamic = policy.kind == "dynamic"
     qad_summary = None
     ffn_split = None
+    residual_base = residual = None
+    if quantization == "int8-static" and outlier_dims != "off" and weight_rounding != "nearest":
+        residual = {"mode": outlier_dims, "applied": False, "reason": f"not tried with --weight-rounding {weight_rounding}"}
     if quantization in ("int8-static", "int8-qat"):
         # the outlier channels are found on the texts that also set the static ranges
         if quantization == "int8-static":
@@ -239,6 +327,8 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                                             "int8-qat's FFN outlier split")
             split_rows = tokenize(tok, *qad_sample, policy.max_len)
         split_inputs = unpadded_inputs(split_rows, tok.pad_token_id)
+        if quantization == "int8-static" and outlier_dims != "off" and weight_rounding == "nearest":
+            residual_base = copy.deepcopy(module)  # the residual split reorders the model before its FFN split
         ffn_split = split_ffn_outliers(module, split_inputs)
     rounding = None
     if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
@@ -256,7 +346,15 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     try:
         with quiet_native_output(), torch.no_grad():
             if quantization == "int8-static":  # one set of ranges, from unpadded rows, for every method
-                module = _static_on_unpadded_rows(module, static_rows[:calibration_size], rows, tok, policy.max_len)
+                calibration_rows = static_rows[:calibration_size]
+                plain = None if outlier_dims == "split" else _static_on_unpadded_rows(module, calibration_rows, rows,
+                                                                                      tok, policy.max_len)
+                module = plain
+                if residual_base is not None:
+                    module, residual, residual_ffn = _residual_outlier_split(
+                        residual_base, plain, wrapper, split_inputs, calibration_rows, rows, tok, policy.max_len,
+                        outlier_dims)
+                    ffn_split = residual_ffn or ffn_split
             # int8-static and int8-qat: `module` is now the converted graph, traced at each method's length
             for method, length in method_names(policy):
                 sample = _tracing_sample(rows, length, tok)
@@ -284,6 +382,9 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     candidate = ExecuTorchRunner(out_path, policy, pad_id=tok.pad_token_id).scores(rows)
     split_layers = sum(bool(r["channels"]) for r in ffn_split or [])
     split_note = f", FFN outlier channels split off in {split_layers} of {len(ffn_split)} layers" if ffn_split else ""
+    if residual and residual["applied"]:
+        split_note += (f", residual outlier dimensions {residual['dims']} their own ranges (LayerNorm outputs read as "
+                       "two slices, FFN outputs written as two row blocks, joined in fp32)")
     recipes = {"none": "fp32",
                "int8": "PT2E XNNPACKQuantizer dynamic per-channel int8 linears; int8 row-wise word embeddings",
                "int8-static": "PT2E XNNPACKQuantizer static per-channel int8 (calibrated on "
@@ -302,6 +403,7 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
                **({"quantization_aware_distillation": qad_summary} if qad_summary else {}),
                **({"weight_rounding": rounding} if rounding else {}),
                **({"ffn_outlier_split": ffn_split} if ffn_split is not None else {}),
+               **({"residual_outlier_split": residual} if residual is not None else {}),
                # XNNPACK's quantizer observes static ranges with histogram observers
                **({"calibration": {"rows": len(static_rows), "ranges": "histogram"}}
                   if static_from_calibration else {})}

@@ -777,7 +777,9 @@ def export_bundle(fmt: str, model_dir: str | Path, out_dir: str | Path, *, quant
                              **({"calibration": {"data": calibration_name, **r.details["calibration"]}}
                                 if "calibration" in r.details else {}),
                              **({"ffn_outlier_split": r.details["ffn_outlier_split"]}
-                                if "ffn_outlier_split" in r.details else {})},
+                                if "ffn_outlier_split" in r.details else {}),
+                             **({"residual_outlier_split": r.details["residual_outlier_split"]}
+                                if "residual_outlier_split" in r.details else {})},
             "source_model": {"path": str(model_dir), "sha256": source_sha256(model_dir),
                              "model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
@@ -872,7 +874,7 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                    columns=None, max_examples: int | None = None, threshold: float = 0.99, make_zip: bool = False,
                    on_result=None, calibration_size: int = 128, qad_data: str | Path | None = None,
                    qad_steps: int | None = None, calibration_data: str | Path | None = None,
-                   weight_rounding: str = "nearest") -> list[BundleResult]:
+                   weight_rounding: str = "nearest", outlier_dims: str = "auto") -> list[BundleResult]:
     """Export every (format, quantization) pair into OUT/<model>-<format>-<quant>-<policy>/.
 
     Args:
@@ -896,6 +898,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             calibrate int8-static's and int16x8's activation ranges and GPTQ (labels are not read).
         weight_rounding: "nearest", or "gptq" for every (format, quantization) with per-channel
             int8 weights (FormatSpec.gptq); bundles so rounded are named ...-<quant>-gptq-...
+        outlier_dims: ExecuTorch int8-static's residual outlier split: "auto", "split" or "off"
+            (executorch.export_pte).
 
     Returns:
         The bundles in export order, passed or failed.
@@ -917,6 +921,12 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             raise ExportError(f"{spec.name} does not support a {policies[spec.name].kind} sequence length "
                               f"(it supports {', '.join(spec.policies)}); "
                               + ("use --buckets 32,64,128 instead" if policies[spec.name].kind == "dynamic" else ""))
+    if outlier_dims not in ("auto", "split", "off"):
+        raise ExportError(f"unknown --outlier-dims {outlier_dims!r}; use auto, split or off")
+    residual_split = [s.name for s in specs if s.name == "executorch" and "int8-static" in quantizations]
+    if outlier_dims == "split" and (not residual_split or weight_rounding != "nearest"):
+        raise ExportError("--outlier-dims split applies to --format executorch --quantize int8-static with "
+                          "--weight-rounding nearest; add those, or leave --outlier-dims at auto")
     config = load_config(model_dir)
     check_classifier(config, model_dir)
     for p in policies.values():
@@ -953,6 +963,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             if gptq or q in spec.calibrated:
                 opts.update(calibration_texts=calibration[0], calibration_text_pairs=calibration[1],
                             calibration_size=calibration_size, weight_rounding="gptq" if gptq else "nearest")
+            if q == "int8-static" and spec.name == "executorch":
+                opts["outlier_dims"] = outlier_dims
             quant_tag = f"{q}-gptq" if gptq else q
             b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{quant_tag}-{p.tag}",
                               quantization=q, policy=p, texts=texts, text_pairs=pairs, gold=gold,

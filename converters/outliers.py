@@ -1,4 +1,6 @@
-"""The FFN outlier split: each Transformer layer's outlier FFN channels get their own static range.
+"""Outlier splits for static int8: each Transformer layer's outlier FFN channels get their own
+static range (split_ffn_outliers), and so do the residual stream's outlier dimensions
+(order_residual_outliers, split_residual_outliers; ExecuTorch's int8-static, section below).
 
 Why: the FFN output linear's input is the GELU output, where one or two channels per layer reach
 12-22 at [CLS] while every other channel stays under ~6 (BENCHMARKS.md, "int8-static passes"), so
@@ -10,6 +12,8 @@ LiteRT's int8-static (litert_static.py). Plain torch, so neither runtime is impo
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -209,3 +213,303 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
         raise ExportError(f"the FFN outlier split changed the fp32 outputs by {float((after - before).abs().max()):.3g}; "
                           "this model's feed-forward blocks are not the BERT form (dense, GELU, dense) it expects")
     return records
+
+
+# --- The residual stream's outlier dimensions ------------------------------------------------------
+#
+# Why: BERT-style models write a few hidden dimensions of the residual stream 10-60x larger than
+# the rest (the demo teacher's dimension 99 reaches 193 at its first FFN output; three more reach
+# 45-64 in its last two, 14-22x the 99th percentile of the other dimensions). Those dimensions set
+# the one static int8 range of every LayerNorm output (which Q, K, V and the FFN input linear read)
+# and of every FFN output linear's output, so the ordinary dimensions get a few steps each. The
+# residual split gives the K largest their own ranges in both places, with the partial results
+# joined in fp32. Measured in PyTorch's reference graph (BENCHMARKS.md, "The residual stream's
+# outlier dimensions"): the demo teacher's logit error halves (+4.5 / +5.3 dB on dev / test), the
+# demo student's moves -0.8 to +0.3 dB. So it is chosen per model by measurement (executorch.py),
+# not always on.
+
+# a hidden dimension is a residual outlier when, at some LayerNorm output or Transformer sublayer
+# output, its max |x| exceeds this many times the 99th percentile of the dimensions' maxima there
+RESIDUAL_OUTLIER_RATIO = 4.0
+# at most this many get their own range (the probe's K; more splits the ordinary dimensions' range too)
+MAX_RESIDUAL_OUTLIER_DIMS = 4
+
+
+class ResidualSplitLinear(ChannelSplitLinear):
+    """A linear that reads the residual stream (Q, K, V, the FFN input linear) as two
+    slices, the first k hidden dimensions (the outlier dimensions, moved there by
+    permute_hidden) and the rest, so a static quantizer gives each slice its own int8 range. The
+    same function as the wrapped linear; the two partial products are added in fp32 (the static
+    quantizer leaves every op in this module but the linears unannotated: qat.is_split_join)."""
+
+
+def _rows(module: nn.Module, start: int, stop: int) -> nn.Module:
+    """A copy of a linear (or a ChannelSplitLinear) restricted to output rows start:stop."""
+    if isinstance(module, ChannelSplitLinear):
+        part = copy.deepcopy(module)
+        part.outliers, part.rest = _rows(module.outliers, start, stop), _rows(module.rest, start, stop)
+        return part
+    if not isinstance(module, nn.Linear):
+        raise ExportError(f"the residual outlier split expects a linear here, not {type(module).__name__}")
+    part = nn.Linear(module.in_features, stop - start, bias=module.bias is not None)
+    with torch.no_grad():
+        part.weight.copy_(module.weight[start:stop])
+        if module.bias is not None:
+            part.bias.copy_(module.bias[start:stop])
+    return part
+
+
+class Placement(nn.Linear):
+    """The fp32 (k -> width) selection that puts RowSplitLinear's k head rows at the front of the
+    full width: a linear with a 0/1 weight, because XNNPACK's compiler refuses a constant pad fed
+    by a quantized tensor (StaticConstantPad: xnn_status_invalid_parameter) and the quantizer gives a
+    torch.cat one shared range whatever its filter says. Kept out of the int8 ranges
+    (qat.is_split_join); k x width multiply-adds a token (4 x 384 for a BERT-base-like FFN)."""
+
+    def __init__(self, k: int, width: int):
+        super().__init__(k, width, bias=False)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(width, k))
+
+
+class RowSplitLinear(nn.Module):
+    """A linear that writes the residual stream (the FFN output linear) as two parts, each with its
+    own static int8 output range, added in fp32: `head`, output rows 0:k (the outlier dimensions),
+    and `tail`, the full width with rows 0:k zero (k zero rows cost a fraction k/width more, and
+    spare a pad, which XNNPACK refuses after a quantized tensor); `place` puts the head's k
+    outputs at the front."""
+
+    def __init__(self, linear: nn.Module, k: int, width: int):
+        super().__init__()
+        if not 0 < k < width:
+            raise ValueError(f"split at {k} of {width} output rows")
+        self.head, self.tail = _rows(linear, 0, k), _rows(linear, 0, width)
+        with torch.no_grad():
+            for part in ([self.tail.outliers, self.tail.rest] if isinstance(self.tail, ChannelSplitLinear)
+                         else [self.tail]):
+                part.weight[:k] = 0.0
+                if part.bias is not None:
+                    part.bias[:k] = 0.0
+        self.place = Placement(k, width)
+
+    def forward(self, x):
+        return self.tail(x) + self.place(self.head(x))
+
+
+def bert_body(module: nn.Module) -> nn.Module | None:
+    """The BERT encoder inside an exportable classifier (the module with `embeddings` and an
+    `encoder.layer` list), or None for a model of another form."""
+    for m in module.modules():
+        if hasattr(m, "embeddings") and hasattr(getattr(m, "encoder", None), "layer"):
+            return m
+    return None
+
+
+def _linear_at(parent: nn.Module, path: str) -> nn.Linear:
+    m = parent
+    for part in path.split("."):
+        m = getattr(m, part, None)
+    if not isinstance(m, nn.Linear):
+        raise ExportError(f"{path} is not a linear layer here; the residual outlier split expects BERT's layers")
+    return m
+
+
+def residual_outlier_scores(module: nn.Module, calibration: list[tuple],
+                            exclude: int = MAX_RESIDUAL_OUTLIER_DIMS) -> torch.Tensor:
+    """How far each hidden dimension stands out of the residual stream, on real texts.
+
+    For every LayerNorm output a linear reads (the inputs of Q and of the FFN input block) and every
+    sublayer output written into the stream (the attention and FFN output linears' outputs): max |x|
+    per dimension over `calibration`, divided by the 99th percentile of the maxima of all but the
+    `exclude` largest; the score is the largest ratio a dimension reaches anywhere.
+
+    Args:
+        module: the exportable classifier, before any residual split (its forward takes each tuple).
+        calibration: model inputs (real texts, each at its own length).
+        exclude: how many of the largest maxima at each place the percentile leaves out.
+
+    Returns:
+        One score per hidden dimension.
+
+    Raises:
+        ExportError: not a BERT encoder, no calibration input, or a site that never ran or is not finite.
+    """
+    body = bert_body(module)
+    if body is None:
+        raise ExportError(f"{type(module).__name__} has no BERT encoder (embeddings, encoder.layer); the residual "
+                          "outlier split expects one")
+    if not calibration:
+        raise ExportError("the residual outlier split needs calibration texts; pass --calibration-data TRAIN")
+    maxima: dict[str, torch.Tensor] = {}
+
+    def record(name, use_output):
+        def hook(_module, args, *output):
+            x = (output[0] if use_output else args[0]).detach().abs()
+            v = x.reshape(-1, x.shape[-1]).amax(0)
+            maxima[name] = torch.maximum(maxima[name], v) if name in maxima else v
+        return hook
+
+    hooks = []
+    for i, layer in enumerate(body.encoder.layer):
+        for path, out in (("attention.self.query", False), ("intermediate", False),
+                          ("attention.output.dense", True), ("output.dense", True)):
+            m = layer
+            for part in path.split("."):
+                m = getattr(m, part)
+            hook = record(f"{i}.{path}", out)
+            hooks.append(m.register_forward_hook(hook) if out else m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            for x in calibration:
+                module(*x)
+    finally:
+        for h in hooks:
+            h.remove()
+    ratios = []
+    for name, v in maxima.items():
+        if not torch.isfinite(v).all():
+            raise ExportError(f"non-finite activation at layer {name} on the calibration texts; check the model")
+        # the percentile of the dimensions that are not candidates, so that a few outliers of a narrow
+        # model (or the teacher's four of 384) do not raise it (as split_ffn_outliers does)
+        rest = v.sort().values[: max(1, v.numel() - exclude)]
+        ratios.append(v / torch.quantile(rest, 0.99).clamp_min(1e-12))
+    return torch.stack(ratios).amax(0)
+
+
+def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
+    """Reorder the hidden dimensions of a BERT classifier in place: new dimension i is old
+    dimension order[i]. Every parameter that reads or writes the hidden size is permuted (the
+    embedding tables' columns, every LayerNorm, the input columns of Q, K, V, the FFN input linear
+    and the pooler, the output rows of the attention and FFN output linears), so the function is
+    unchanged (LayerNorm and the residual adds are per-dimension or symmetric in them).
+
+    Args:
+        module: the exportable classifier; its FFN must not be split yet (split_ffn_outliers after).
+        order: a permutation of range(hidden size).
+
+    Raises:
+        ExportError: not a BERT encoder, or a layer of another form.
+    """
+    body = bert_body(module)
+    if body is None:
+        raise ExportError("the residual outlier split expects a BERT encoder (embeddings, encoder.layer)")
+    size = order.numel()
+    if not torch.equal(order.sort().values, torch.arange(size)):
+        raise ExportError("permute_hidden needs a permutation of the hidden dimensions")
+
+    def norm(ln):
+        for t in (getattr(ln, "weight", None), getattr(ln, "bias", None)):
+            if t is not None:
+                t.copy_(t[order])
+
+    def reads(linear):
+        linear.weight.copy_(linear.weight[:, order])
+
+    def writes(linear):
+        linear.weight.copy_(linear.weight[order])
+        if linear.bias is not None:
+            linear.bias.copy_(linear.bias[order])
+
+    emb = body.embeddings
+    with torch.no_grad():
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            table = getattr(emb, name, None)
+            if table is None:
+                continue
+            # nn.Embedding's weight, or an int8 table's rows (executorch.Int8RowwiseEmbedding: one scale
+            # per row, so a column permutation leaves its scales exact)
+            t = next((getattr(table, a) for a in ("weight", "qweight") if isinstance(getattr(table, a, None), torch.Tensor)),
+                     None)
+            if t is None or t.shape[-1] != size:
+                raise ExportError(f"embeddings.{name} has no (rows, {size}) table; the residual outlier split "
+                                  "expects BERT's embeddings")
+            t.copy_(t[:, order])
+        norm(emb.LayerNorm)
+        for layer in body.encoder.layer:
+            for path in ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense"):
+                reads(_linear_at(layer, path))
+            for path in ("attention.output.dense", "output.dense"):
+                writes(_linear_at(layer, path))
+            norm(layer.attention.output.LayerNorm)
+            norm(layer.output.LayerNorm)
+        pooler = getattr(body, "pooler", None)
+        if pooler is not None:
+            reads(_linear_at(pooler, "dense"))
+
+
+def order_residual_outliers(module: nn.Module, calibration: list[tuple], ratio: float = RESIDUAL_OUTLIER_RATIO,
+                            max_dims: int = MAX_RESIDUAL_OUTLIER_DIMS) -> dict:
+    """Find the residual stream's outlier dimensions and move them to the front, in place (the same
+    function; checked on the first calibration input).
+
+    Args:
+        module: the exportable classifier, before split_ffn_outliers.
+        calibration: model inputs (real texts) that measure the dimensions.
+        ratio: how far over the 99th percentile a dimension's max must reach (residual_outlier_scores).
+        max_dims: at most this many dimensions, the highest scores.
+
+    Returns:
+        {"dims": the outlier dimensions (original indices, highest score first), "score": their
+        scores, "next_score": the highest score of the rest}; no dims leaves the module unchanged.
+
+    Raises:
+        ExportError: see residual_outlier_scores and permute_hidden; or a permutation that changed
+            the outputs (a model whose layers are not BERT's).
+    """
+    score = residual_outlier_scores(module, calibration)
+    ranked = score.argsort(descending=True)
+    dims = [int(d) for d in ranked[:max_dims] if score[d] > ratio]
+    record = {"dims": dims, "score": [round(float(score[d]), 2) for d in dims],
+              "next_score": round(float(score[ranked[len(dims)]]), 2)}
+    if not dims:
+        return record
+    chosen = torch.tensor(dims)
+    keep = torch.ones_like(score, dtype=torch.bool)
+    keep[chosen] = False
+    with torch.no_grad():
+        before = module(*calibration[0])
+        permute_hidden(module, torch.cat([chosen, keep.nonzero().flatten()]))
+        after = module(*calibration[0])
+    if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
+        raise ExportError(f"reordering the hidden dimensions changed the fp32 outputs by "
+                          f"{float((after - before).abs().max()):.3g}; this model's layers are not the BERT form "
+                          "the residual outlier split expects (export with --outlier-dims off)")
+    return record
+
+
+def split_residual_outliers(module: nn.Module, k: int, calibration: list[tuple]) -> None:
+    """Give the first k hidden dimensions (order_residual_outliers put the outliers there) their own
+    static int8 ranges, in place: Q, K, V and the FFN input linear(s) read the stream as two slices
+    (ResidualSplitLinear), and each FFN output linear writes it as two parts (RowSplitLinear).
+    Call after split_ffn_outliers (either form).
+
+    Args:
+        module: the exportable classifier.
+        k: how many leading hidden dimensions are outliers (> 0).
+        calibration: model inputs; the first checks that the function is unchanged.
+
+    Raises:
+        ExportError: not a BERT encoder, a layer of another form, or changed outputs.
+    """
+    body = bert_body(module)
+    if body is None:
+        raise ExportError("the residual outlier split expects a BERT encoder (embeddings, encoder.layer)")
+    with torch.no_grad():
+        before = module(*calibration[0])
+    width = body.config.hidden_size
+    for layer in body.encoder.layer:
+        attention = layer.attention.self
+        for name in ("query", "key", "value"):
+            setattr(attention, name, ResidualSplitLinear(_linear_at(attention, name), k))
+        inter = layer.intermediate
+        for name in (("outliers", "rest") if isinstance(inter, SplitIntermediate) else ("dense",)):
+            setattr(inter, name, ResidualSplitLinear(_linear_at(inter, name), k))
+        layer.output.dense = RowSplitLinear(layer.output.dense, k, width)
+    # the pooler is left whole: its input is one [CLS] row per text, whose range holds 0-2 % of the
+    # static-int8 error of the demo models (BENCHMARKS.md, "Where static int8's error sits"), and
+    # split on a model with a planted outlier dimension it cost 7 dB where every other split cost none
+    with torch.no_grad():
+        after = module(*calibration[0])
+    if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
+        raise ExportError(f"the residual outlier split changed the fp32 outputs by "
+                          f"{float((after - before).abs().max()):.3g}; export with --outlier-dims off")
