@@ -37,6 +37,7 @@ from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
 from .gptq import NonFiniteHessian, gptq_round_model
+from .outliers import RESIDUAL_OUTLIER_RATIO, residual_outlier_scores, unpadded_inputs
 from .runtime import ExportError, ParityReport, SeqLenPolicy, count_truncated, pad_row, tokenize
 
 DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
@@ -898,8 +899,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             calibrate int8-static's and int16x8's activation ranges and GPTQ (labels are not read).
         weight_rounding: "nearest", or "gptq" for every (format, quantization) with per-channel
             int8 weights (FormatSpec.gptq); bundles so rounded are named ...-<quant>-gptq-...
-        outlier_dims: ExecuTorch int8-static's residual outlier split: "auto", "split" or "off"
-            (executorch.export_pte).
+        outlier_dims: int8-static's residual outlier split: "auto", "split" or "off"
+            (executorch.export_pte); LiteRT's int8-static takes "split" only (litert.export_tflite).
 
     Returns:
         The bundles in export order, passed or failed.
@@ -923,10 +924,12 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                               + ("use --buckets 32,64,128 instead" if policies[spec.name].kind == "dynamic" else ""))
     if outlier_dims not in ("auto", "split", "off"):
         raise ExportError(f"unknown --outlier-dims {outlier_dims!r}; use auto, split or off")
-    residual_split = [s.name for s in specs if s.name == "executorch" and "int8-static" in quantizations]
+    residual_split = [s.name for s in specs if s.name in ("executorch", "tflite") and "int8-static" in quantizations]
     if outlier_dims == "split" and (not residual_split or weight_rounding != "nearest"):
-        raise ExportError("--outlier-dims split applies to --format executorch --quantize int8-static with "
-                          "--weight-rounding nearest; add those, or leave --outlier-dims at auto")
+        raise ExportError("--outlier-dims split applies to --format executorch or tflite --quantize int8-static with "
+                          f"--weight-rounding nearest (here: --format {','.join(s.name for s in specs)} --quantize "
+                          f"{','.join(quantizations)} --weight-rounding {weight_rounding}); change those, or leave "
+                          "--outlier-dims at auto")
     config = load_config(model_dir)
     check_classifier(config, model_dir)
     for p in policies.values():
@@ -947,6 +950,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         for q in quantizations:
             n = len(calibration[0]) if q in spec.calibrated and calibration[0] else len(texts or DEFAULT_TEXTS)
             check_quantization_request(q, n, calibration_size, qad_data is not None, qad)
+    if outlier_dims == "split":  # before any bundle is written, as the checks above
+        _check_outlier_dimensions(model_dir, calibration, calibration_size, policies[residual_split[0]].max_len)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
         qad_pairs = [ex.text_pair for ex in examples]
@@ -965,6 +970,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                             calibration_size=calibration_size, weight_rounding="gptq" if gptq else "nearest")
             if q == "int8-static" and spec.name == "executorch":
                 opts["outlier_dims"] = outlier_dims
+            elif q == "int8-static" and spec.name == "tflite":  # LiteRT has no auto (export_tflite)
+                opts["outlier_dims"] = "split" if outlier_dims == "split" else "off"
             quant_tag = f"{q}-gptq" if gptq else q
             b = export_bundle(spec.name, model_dir, Path(out_dir) / f"{name}-{spec.name}-{quant_tag}-{p.tag}",
                               quantization=q, policy=p, texts=texts, text_pairs=pairs, gold=gold,
@@ -975,6 +982,25 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
             if on_result:
                 on_result(b)
     return results
+
+
+def _check_outlier_dimensions(model_dir, calibration: tuple, size: int, max_len: int) -> None:
+    """Refuse --outlier-dims split for a model whose residual stream has no outlier dimension on the
+    calibration texts (executorch.export_pte would refuse it too, but only after earlier bundles of
+    the same request were written).
+
+    Raises:
+        ExportError: no calibration texts, or no dimension over outliers.RESIDUAL_OUTLIER_RATIO.
+    """
+    if not calibration[0]:
+        raise ExportError("--outlier-dims split finds the outlier dimensions on --calibration-data TRAIN; pass it")
+    wrapper, tok, _ = load_for_export(model_dir, xnnpack=True, keep_mask=True)
+    texts, pairs = calibration_sample(calibration[0], calibration[1], size, "--outlier-dims split")
+    score = residual_outlier_scores(wrapper, unpadded_inputs(tokenize(tok, texts, pairs, max_len), tok.pad_token_id))
+    if not bool((score > RESIDUAL_OUTLIER_RATIO).any()):
+        raise ExportError(f"--outlier-dims split: no hidden dimension of this model stands out of the residual stream "
+                          f"(the largest is {float(score.max()):.2f}x the 99th percentile, under "
+                          f"{RESIDUAL_OUTLIER_RATIO}x); export with --outlier-dims auto or off")
 
 
 def _calibration_request(specs, quantizations: list[str], weight_rounding: str, calibration_data, size: int,

@@ -42,7 +42,7 @@ from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weig
 from .litert_runtime import LiteRTRunner, signature_names
 from .litert_static import (INT8_STATIC, INT16X8, MASK_BIAS, STATIC_SCHEMES, check_ranges,
                             op_dtypes_by_signature, prepare_layer_norms, quantize_static)
-from .outliers import split_ffn_outliers, unpadded_inputs
+from .outliers import order_residual_outliers, split_ffn_outliers, split_residual_outliers, unpadded_inputs
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
@@ -64,7 +64,7 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                   fmt: str = "tflite", keep_mask: bool = False, calibration_texts: list[str] | None = None,
                   calibration_text_pairs: list[str] | None = None, calibration_size: int = 128,
                   weight_rounding: str = "nearest", calibration_ranges: str | None = None,
-                  layer_norm_rewrite: bool = True) -> ExportResult:
+                  layer_norm_rewrite: bool = True, outlier_dims: str = "off") -> ExportResult:
     """Convert a sequence classifier to .tflite and check it against eager PyTorch.
 
     Args:
@@ -94,6 +94,9 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         layer_norm_rewrite: int16x8 only: split each LayerNorm's variance and rsqrt for int16
             (litert_static.prepare_layer_norms; the same function in float). False: the plain
             LayerNorm, for comparison.
+        outlier_dims: int8-static only: "split" gives the residual stream's outlier dimensions
+            their own ranges as ExecuTorch's int8-static does (outliers.py; the joins in float,
+            litert_static.is_split_join_scope), "off" (default) not.
 
     Returns:
         ExportResult with the parity report (on probabilities) through the ai-edge-litert runtime.
@@ -115,6 +118,11 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         raise ExportError("MediaPipe's TextClassifier loads single-signature models only: export the mediapipe "
                           "format with a fixed --seq-len (the tflite format takes --buckets)")
     check_weight_rounding(weight_rounding, quantization, ("int8", INT16X8, INT8_STATIC))
+    if outlier_dims not in ("split", "off"):
+        raise ExportError(f"--outlier-dims {outlier_dims!r} is not offered for tflite; use split or off")
+    if outlier_dims == "split" and (quantization != INT8_STATIC or weight_rounding != "nearest"):
+        raise ExportError("--outlier-dims split applies to --quantize int8-static with --weight-rounding nearest "
+                          f"(here: {quantization}, {weight_rounding})")
     calibration_ranges = check_ranges(calibration_ranges, quantization)  # before the conversion, not after it
     if keep_mask and quantization in STATIC_SCHEMES:
         raise ExportError(f"{quantization} masks padding with a bounded additive bias (litert_static.MASK_BIAS); "
@@ -146,8 +154,20 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         # each text at its own length: padding's GELU outputs would count as channel maxima; the
         # activation form: a .tflite slice shares its input's quantized range, so each part needs
         # its own GELU output
-        details["ffn_outlier_split"] = split_ffn_outliers(
-            wrapper, unpadded_inputs(calibration_rows, tok.pad_token_id), form="activation")
+        split_inputs = unpadded_inputs(calibration_rows, tok.pad_token_id)
+        residual = None
+        if outlier_dims == "split":  # the hidden dimensions are reordered before the FFN split
+            residual = {"mode": "split", **order_residual_outliers(wrapper, split_inputs)}
+            if not residual["dims"]:
+                raise ExportError(f"--outlier-dims split: no hidden dimension of this model stands out of the residual "
+                                  f"stream (the largest is {residual['next_score']}x the 99th percentile); export "
+                                  "with --outlier-dims off")
+        details["ffn_outlier_split"] = split_ffn_outliers(wrapper, split_inputs, form="activation")
+        if residual is not None:
+            # the slices read the float LayerNorm output, so each of the split's linears quantizes its
+            # own slice (the slices, sums and placement stay float: litert_static.is_split_join_scope)
+            split_residual_outliers(wrapper, len(residual["dims"]), split_inputs)
+            details["residual_outlier_split"] = {**residual, "applied": True}
     if weight_rounding == "gptq":
         # after the outlier split: each half of a split FFN linear gets its own per-channel grid
         details["weight_rounding"] = gptq_round_rows(wrapper, calibration_rows, tok.pad_token_id)
@@ -194,7 +214,10 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
                "outputs": "probabilities",
                "mediapipe": {"metadata": True, "signature": signature_names(policy)[0][0], "seq_len": policy.max_len,
                              "loadable": policy.kind == "fixed"},
-               "recipe": RECIPES[quantization],
+               "recipe": RECIPES[quantization] + (
+                   f"; residual outlier dimensions {details['residual_outlier_split']['dims']} their own ranges "
+                   "(LayerNorm outputs read as two slices, FFN outputs written as two parts, joined in float)"
+                   if "residual_outlier_split" in details else ""),
                "signatures": [{"name": n, "seq_len": length} for n, length in signature_names(policy)]})
     return ExportResult(fmt, quantization, out_path, out_path.stat().st_size, seconds, policy,
                         ParityReport.compare(reference, candidate), details, reference, candidate)

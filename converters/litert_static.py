@@ -244,10 +244,35 @@ LAYER_NORM_SCOPE = "LayerNorm4d"
 # leaves them in float too, so both formats' int8-static are the same scheme.
 FLOAT_OP_KINDS = ("BATCH_MATMUL", "SOFTMAX", "GELU")
 
+# The residual outlier split's joins (outliers.ResidualSplitLinear's slices and sum, RowSplitLinear's
+# placement and sum) compute in float, as ExecuTorch's quantizer leaves them (qat.is_split_join); the
+# split's own linears (torch Linear modules inside them; a one-column linear converts to a MUL) stay int8.
+_SPLIT_MODULE = re.compile(r"\.outliers\.(ResidualSplitLinear|RowSplitLinear)_")
+_TORCH_LINEAR = "torch.nn.modules.linear.Linear_"
+
+
+# the op kinds a linear converts to: FULLY_CONNECTED, or MUL for a one-column linear
+_LINEAR_KINDS = ("FULLY_CONNECTED", "MUL")
+
+
+def is_split_join_scope(scope: str, kind: str) -> bool:
+    """Whether a .tflite op (its output tensor's name, litert-torch's 'module path;...' with path
+    segments 'class_attr', and its builtin kind) is a join of the residual outlier split, which
+    computes in float: a slice or sum inside a split module, or the placement linear. A linear
+    inside a split module stays int8 even when the converter names its output after the split
+    module (a fused name's first part can be the enclosing module's)."""
+    path = scope.split(";")[0].split("/")
+    if not any(_SPLIT_MODULE.search(seg) for seg in path):
+        return False
+    if kind in _LINEAR_KINDS:
+        return ".outliers.Placement_" in path[-1]
+    return not path[-1].startswith(_TORCH_LINEAR)
+
 
 def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[str]:
-    """ai-edge-quantizer scopes (output tensor names) of every LayerNorm op and every Add & Norm add
-    (and of every op of the kinds `op_kinds`).
+    """ai-edge-quantizer scopes (output tensor names) of every LayerNorm op, every Add & Norm add and
+    every join of the residual outlier split (is_split_join_scope), and of every op of the kinds
+    `op_kinds`.
 
     An Add & Norm add is an ADD outside LayerNorm whose sum flows, through ADDs and RESHAPEs only,
     into a LayerNorm op: the residual adds, the embeddings' sums before the first LayerNorm, and a
@@ -291,8 +316,8 @@ def add_and_norm_scopes(model: bytes, op_kinds: tuple[str, ...] = ()) -> list[st
             if not len(op.outputs):
                 continue
             scope = name(op.outputs[0])
-            if in_layer_norm(op) or kinds[id(op)] in op_kinds or (kinds[id(op)] == "ADD" and
-                                                                   feeds_layer_norm(op.outputs[0])):
+            if in_layer_norm(op) or kinds[id(op)] in op_kinds or is_split_join_scope(scope, kinds[id(op)]) or (
+                    kinds[id(op)] == "ADD" and feeds_layer_norm(op.outputs[0])):
                 chosen.add(scope)
             else:
                 others.add(scope)

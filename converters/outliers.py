@@ -217,7 +217,7 @@ def split_ffn_outliers(module: nn.Module, calibration: list[tuple], ratio: float
 
 # --- The residual stream's outlier dimensions ------------------------------------------------------
 #
-# Why: BERT-style models write a few hidden dimensions of the residual stream 10-60x larger than
+# Why: BERT-style models write a few hidden dimensions of the residual stream 10-120x larger than
 # the rest (the demo teacher's dimension 99 reaches 193 at its first FFN output; three more reach
 # 45-64 in its last two, 14-22x the 99th percentile of the other dimensions). Those dimensions set
 # the one static int8 range of every LayerNorm output (which Q, K, V and the FFN input linear read)
@@ -350,15 +350,18 @@ def residual_outlier_scores(module: nn.Module, calibration: list[tuple],
         return hook
 
     hooks = []
-    for i, layer in enumerate(body.encoder.layer):
-        for path, out in (("attention.self.query", False), ("intermediate", False),
-                          ("attention.output.dense", True), ("output.dense", True)):
-            m = layer
-            for part in path.split("."):
-                m = getattr(m, part)
-            hook = record(f"{i}.{path}", out)
-            hooks.append(m.register_forward_hook(hook) if out else m.register_forward_pre_hook(hook))
     try:
+        for i, layer in enumerate(body.encoder.layer):
+            for path, out in (("attention.self.query", False), ("intermediate", False),
+                              ("attention.output.dense", True), ("output.dense", True)):
+                m = layer
+                for part in path.split("."):
+                    m = getattr(m, part, None)
+                if not isinstance(m, nn.Module):
+                    raise ExportError(f"encoder layer {i} has no {path}; the residual outlier split expects BERT's "
+                                      "layers")
+                hook = record(f"{i}.{path}", out)
+                hooks.append(m.register_forward_hook(hook) if out else m.register_forward_pre_hook(hook))
         with torch.no_grad():
             for x in calibration:
                 module(*x)
@@ -379,16 +382,18 @@ def residual_outlier_scores(module: nn.Module, calibration: list[tuple],
 def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
     """Reorder the hidden dimensions of a BERT classifier in place: new dimension i is old
     dimension order[i]. Every parameter that reads or writes the hidden size is permuted (the
-    embedding tables' columns, every LayerNorm, the input columns of Q, K, V, the FFN input linear
-    and the pooler, the output rows of the attention and FFN output linears), so the function is
-    unchanged (LayerNorm and the residual adds are per-dimension or symmetric in them).
+    embedding tables' columns, or ELECTRA's embedding projection's rows; every LayerNorm; the input
+    columns of Q, K, V, the FFN input linear and the pooler, or RoBERTa's and ELECTRA's
+    classification head; the output rows of the attention and FFN output linears), so the function
+    is unchanged (LayerNorm and the residual adds are per-dimension or symmetric in them).
 
     Args:
         module: the exportable classifier; its FFN must not be split yet (split_ffn_outliers after).
         order: a permutation of range(hidden size).
 
     Raises:
-        ExportError: not a BERT encoder, or a layer of another form.
+        ExportError: not a BERT encoder, a layer or head of another form, or LayerNorms already
+            rewritten for int16x8.
     """
     body = bert_body(module)
     if body is None:
@@ -410,9 +415,24 @@ def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
         if linear.bias is not None:
             linear.bias.copy_(linear.bias[order])
 
+    for m in module.modules():
+        if getattr(m, "outlier_channels", None):  # LayerNorm4d's int16 variance split (LiteRT's int16x8)
+            raise ExportError("a LayerNorm of this model already sums its outlier channels apart (int16x8's rewrite); "
+                              "the residual outlier split is for int8-static")
+    # what reads the stream after the last layer: BERT's pooler, or (RoBERTa, XLM-R, ELECTRA: no pooler)
+    # the classification head's first linear, which takes the [CLS] row of the stream
+    pooler = getattr(body, "pooler", None)
+    head = getattr(pooler, "dense", None) if pooler is not None else \
+        getattr(getattr(getattr(module, "model", module), "classifier", None), "dense", None)
+    if not isinstance(head, nn.Linear) or head.in_features != size:
+        raise ExportError("found no pooler or classification-head linear reading the hidden states; the residual "
+                          "outlier split expects a BERT-family sequence classifier")
     emb = body.embeddings
+    project = getattr(body, "embeddings_project", None)  # ELECTRA whose embedding size is not the hidden size
     with torch.no_grad():
-        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        if isinstance(project, nn.Linear):
+            writes(project)  # the tables and their LayerNorm are in the embedding size: left as they are
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings") if project is None else ():
             table = getattr(emb, name, None)
             if table is None:
                 continue
@@ -424,7 +444,8 @@ def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
                 raise ExportError(f"embeddings.{name} has no (rows, {size}) table; the residual outlier split "
                                   "expects BERT's embeddings")
             t.copy_(t[:, order])
-        norm(emb.LayerNorm)
+        if project is None:
+            norm(emb.LayerNorm)
         for layer in body.encoder.layer:
             for path in ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense"):
                 reads(_linear_at(layer, path))
@@ -432,9 +453,7 @@ def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
                 writes(_linear_at(layer, path))
             norm(layer.attention.output.LayerNorm)
             norm(layer.output.LayerNorm)
-        pooler = getattr(body, "pooler", None)
-        if pooler is not None:
-            reads(_linear_at(pooler, "dense"))
+        reads(head)
 
 
 def order_residual_outliers(module: nn.Module, calibration: list[tuple], ratio: float = RESIDUAL_OUTLIER_RATIO,
@@ -473,7 +492,7 @@ def order_residual_outliers(module: nn.Module, calibration: list[tuple], ratio: 
     if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
         raise ExportError(f"reordering the hidden dimensions changed the fp32 outputs by "
                           f"{float((after - before).abs().max()):.3g}; this model's layers are not the BERT form "
-                          "the residual outlier split expects (export with --outlier-dims off)")
+                          "the residual outlier split expects")
     return record
 
 
@@ -512,4 +531,4 @@ def split_residual_outliers(module: nn.Module, k: int, calibration: list[tuple])
         after = module(*calibration[0])
     if not torch.allclose(after, before, atol=1e-3, rtol=1e-3):
         raise ExportError(f"the residual outlier split changed the fp32 outputs by "
-                          f"{float((after - before).abs().max()):.3g}; export with --outlier-dims off")
+                          f"{float((after - before).abs().max()):.3g}")

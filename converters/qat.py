@@ -93,8 +93,18 @@ def _feeds_layer_norm(node) -> bool:
     return False
 
 
-# the modules of the residual outlier split (outliers.py) whose joins stay fp32
-_SPLIT_JOINS = ("ResidualSplitLinear", "RowSplitLinear")
+# the modules of the residual outlier split (outliers.py) whose joins stay fp32, by class (module
+# path and name, so another module's name that merely contains these cannot match)
+_SPLIT_JOINS = ("outliers.ResidualSplitLinear", "outliers.RowSplitLinear")
+_PLACEMENT = "outliers.Placement"
+# the ops a linear layer can take in an exported graph (torch.export keeps aten.linear; the rest in case
+# a version decomposes it), so that the split's own linears are never taken for joins
+_LINEAR_OPS = ("aten.linear.", "aten.addmm.", "aten.mm.", "aten.matmul.")
+
+
+def _class_path(kind) -> str:
+    """'package.module.Class' of an nn_module_stack entry's type (a class, or its name as a string)."""
+    return f"{kind.__module__}.{kind.__qualname__}" if isinstance(kind, type) else str(kind)
 
 
 def is_split_join(node) -> bool:
@@ -103,10 +113,10 @@ def is_split_join(node) -> bool:
     (outliers.Placement) and the add, kept in fp32: quantizing the sum of the two partial products
     would put the outlier dimensions' range back on the ordinary ones (measured: 1.2-1.6 dB worse
     than the unsplit graph). The split's own linears stay int8."""
-    stack = list((node.meta.get("nn_module_stack") or {}).values())
-    if not any(name in str(kind) for _, kind in stack for name in _SPLIT_JOINS):
+    stack = [_class_path(kind) for _, kind in (node.meta.get("nn_module_stack") or {}).values()]
+    if not any(path.endswith(name) for path in stack for name in _SPLIT_JOINS):
         return False
-    return "linear" not in str(node.target) or "Placement" in str(stack[-1][1])
+    return not any(op in str(node.target) for op in _LINEAR_OPS) or stack[-1].endswith(_PLACEMENT)
 
 
 def static_int8_quantizer(qat: bool) -> xq.XNNPACKQuantizer:
