@@ -127,11 +127,16 @@ def plot(report: dict, path: Path) -> None:
     for ax, key, title in ((axes[0], "p50_ms_fixed", "max length"), (axes[1], "p50_ms_real", "real lengths")):
         # each marker carries its number, the legend names it: with several schemes at one
         # agreement, full names beside the markers ran into each other
+        # two bundles of one scheme (another model, another export option) differ only in their
+        # directory name, so the legend shows it whenever the scheme's name alone is ambiguous
+        schemes = [(r.get("format", "executorch"), r["quantization"], r.get("policy", "dyn")) for r in report["results"]]
         for i, r in enumerate(report["results"], 1):
             ok = r["status"] == "passed"
-            name = f"{r.get('format', 'executorch')} {r['quantization']}"
+            name = f"{r.get('format', 'executorch')} {r['quantization']}, {r.get('policy', 'dyn')}"
+            if schemes.count(schemes[i - 1]) > 1:
+                name = f"{Path(r['bundle']).name} ({name})"
             ax.scatter(r[key], 100 * r["label_agreement"], s=r["size_bytes"] / 1e5, alpha=0.7,
-                       marker="o" if ok else "X", label=f"{i}: {name}, {r.get('policy', 'dyn')} ({r['status']})")
+                       marker="o" if ok else "X", label=f"{i}: {name} ({r['status']})")
             ax.annotate(str(i), (r[key], 100 * r["label_agreement"]), textcoords="offset points", xytext=(7, 5),
                         fontsize=9, fontweight="bold")
         ax.set_xlabel(f"p50 latency, ms ({title}, 1 thread)")
