@@ -299,10 +299,11 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
             first `calibration_size` of `texts`).
         weight_rounding: "nearest", or "gptq" (int8 and int8-static; export.gptq_round_rows, after
             int8-static's FFN outlier split). The artifact is still held against the unrounded model.
-        outlier_dims: int8-static only: "auto" (default) gives the residual stream's outlier
+        outlier_dims: int8-static: "auto" (default) gives the residual stream's outlier
             dimensions their own ranges when that lowers the calibration texts' logit error by
             RESIDUAL_SPLIT_GAIN_DB or more; "split" always (an error for a model without them);
             "off" never. Not tried with GPTQ rounding (auto), refused with it (split).
+            int8-qat: "split" trains the split graph; "auto" and "off" leave it unsplit.
 
     Returns:
         ExportResult; details hold the operators left outside XNNPACK.
@@ -329,10 +330,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
     check_weight_rounding(weight_rounding, quantization, ("int8", "int8-static"))
     if outlier_dims not in OUTLIER_DIMS:
         raise ExportError(f"unknown --outlier-dims {outlier_dims!r}; use one of {', '.join(OUTLIER_DIMS)}")
-    if outlier_dims == "split" and (quantization != "int8-static" or weight_rounding != "nearest"
-                                    or not calibration_texts):
-        raise ExportError("--outlier-dims split applies to --quantize int8-static with --weight-rounding nearest and "
-                          f"--calibration-data (here: {quantization}, {weight_rounding}, "
+    if outlier_dims == "split" and (quantization not in ("int8-static", "int8-qat") or weight_rounding != "nearest"
+                                    or (quantization == "int8-static" and not calibration_texts)):
+        raise ExportError("--outlier-dims split applies to --quantize int8-static (with --calibration-data) or "
+                          f"int8-qat, with --weight-rounding nearest (here: {quantization}, {weight_rounding}, "
                           f"{'with' if calibration_texts else 'without'} calibration texts); leave it at auto for "
                           "this export")
     if weight_rounding == "gptq":
@@ -374,7 +375,21 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         split_inputs = unpadded_inputs(split_rows, tok.pad_token_id)
         if residual is None and quantization == "int8-static" and outlier_dims != "off":
             residual_base = copy.deepcopy(module)  # the residual split reorders the model before its FFN split
-        ffn_split = split_ffn_outliers(module, split_inputs)
+        if quantization == "int8-qat" and outlier_dims == "split":
+            # QAD trains the split graph, from int8-static's ranges on it (no auto: QAD is the slow part)
+            try:
+                residual = {"mode": "split", **order_residual_outliers(module, split_inputs)}
+                if not residual["dims"]:
+                    raise ExportError(f"no hidden dimension of this model stands out of the residual stream (the "
+                                      f"largest is {residual['next_score']}x the 99th percentile, under "
+                                      f"{outliers.RESIDUAL_OUTLIER_RATIO}x)")
+                ffn_split = split_ffn_outliers(module, split_inputs, form="activation")
+                split_residual_outliers(module, len(residual["dims"]), split_inputs)
+            except ExportError as e:
+                raise ExportError(f"--outlier-dims split: {e}; export with --outlier-dims off") from None
+            residual["applied"] = True
+        else:
+            ffn_split = split_ffn_outliers(module, split_inputs)
     rounding = None
     if weight_rounding == "gptq":  # the copy only: `wrapper` stays the unrounded reference
         # after the outlier split, so that each half of a split FFN output linear is rounded on its own

@@ -924,9 +924,11 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                               + ("use --buckets 32,64,128 instead" if policies[spec.name].kind == "dynamic" else ""))
     if outlier_dims not in ("auto", "split", "off"):
         raise ExportError(f"unknown --outlier-dims {outlier_dims!r}; use auto, split or off")
-    residual_split = [s.name for s in specs if s.name in ("executorch", "tflite") and "int8-static" in quantizations]
+    residual_split = [s.name for s in specs if (s.name in ("executorch", "tflite") and "int8-static" in quantizations)
+                      or (s.name == "executorch" and "int8-qat" in quantizations)]
     if outlier_dims == "split" and (not residual_split or weight_rounding != "nearest"):
-        raise ExportError("--outlier-dims split applies to --format executorch or tflite --quantize int8-static with "
+        raise ExportError("--outlier-dims split applies to --format executorch or tflite --quantize int8-static, or "
+                          "executorch int8-qat, with "
                           f"--weight-rounding nearest (here: --format {','.join(s.name for s in specs)} --quantize "
                           f"{','.join(quantizations)} --weight-rounding {weight_rounding}); change those, or leave "
                           "--outlier-dims at auto")
@@ -950,7 +952,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
         for q in quantizations:
             n = len(calibration[0]) if q in spec.calibrated and calibration[0] else len(texts or DEFAULT_TEXTS)
             check_quantization_request(q, n, calibration_size, qad_data is not None, qad)
-    if outlier_dims == "split":  # before any bundle is written, as the checks above
+    if outlier_dims == "split" and calibration[0]:  # before any bundle is written, as the checks above (an
+        # int8-qat-only request finds its dimensions on the --qad-data sample, inside its export)
         _check_outlier_dimensions(model_dir, calibration, calibration_size, policies[residual_split[0]].max_len)
     if "int8-qat" in quantizations:
         examples = list(iter_task_examples(qad_data, columns or Columns(), require_label=False))
@@ -970,6 +973,8 @@ def export_bundles(model_dir: str | Path, out_dir: str | Path, *, formats: list[
                             calibration_size=calibration_size, weight_rounding="gptq" if gptq else "nearest")
             if q == "int8-static" and spec.name == "executorch":
                 opts["outlier_dims"] = outlier_dims
+            elif q == "int8-qat" and spec.name == "executorch":
+                opts["outlier_dims"] = "split" if outlier_dims == "split" else "off"
             elif q == "int8-static" and spec.name == "tflite":  # LiteRT has no auto (export_tflite)
                 opts["outlier_dims"] = "split" if outlier_dims == "split" else "off"
             quant_tag = f"{q}-gptq" if gptq else q

@@ -321,6 +321,28 @@ def test_litert_int8_static_splits_alike_and_keeps_the_split_linears_int8(models
     assert not is_split_join_scope("m/transformers.models.bert.modeling_bert.BertOutput_output;x", "ADD")
 
 
+def test_int8_qat_trains_the_split_graph(models, tmp_path):
+    """int8-qat --outlier-dims split: QAD starts from int8-static's ranges on the split graph and
+    trains it; the .pte runs and tracks fp32, and metadata and recipe say so."""
+    from tinybert_edge.converters.executorch import export_pte
+    from tinybert_edge.converters.export import QadSettings
+
+    r = export_pte(models["outlier"], tmp_path / "q.pte", quantization="int8-qat",
+                   policy=SeqLenPolicy.make(48, buckets=[16, 48]), texts=TEXTS, qad_texts=TRAIN,
+                   qad=QadSettings(steps=20, batch_size=8), calibration_size=64, outlier_dims="split")
+    record = r.details["residual_outlier_split"]
+    assert record["mode"] == "split" and record["applied"] and record["dims"] == [OUTLIER_DIM], record
+    assert "quantization-aware distillation" in r.details["recipe"]
+    assert "residual outlier dimensions [7]" in r.details["recipe"]
+    assert r.details["quantization_aware_distillation"]["steps"] == 20
+    assert r.parity.sqnr_db > 10.0, r.parity
+    # auto leaves int8-qat unsplit (QAD is the slow part; no second graph is trained)
+    plain = export_pte(models["outlier"], tmp_path / "p.pte", quantization="int8-qat",
+                       policy=SeqLenPolicy.make(48, dynamic=True), texts=TEXTS, qad_texts=TRAIN,
+                       qad=QadSettings(steps=6, batch_size=8), calibration_size=64)
+    assert "residual_outlier_split" not in plain.details and "residual" not in plain.details["recipe"]
+
+
 def test_bad_outlier_dims_requests(models, tmp_path):
     from tinybert_edge.converters.executorch import export_pte
     from tinybert_edge.converters.export import export_bundles
@@ -333,8 +355,8 @@ def test_bad_outlier_dims_requests(models, tmp_path):
     with pytest.raises(ExportError, match="unknown --outlier-dims 'some'"):
         export_bundles(models["outlier"], tmp_path / "b", formats=["executorch"], quantizations=["int8-static"],
                        seq_len=48, calibration_data=train, calibration_size=64, outlier_dims="some")
-    with pytest.raises(ExportError, match="--outlier-dims split applies to --quantize int8-static with "
-                                          "--weight-rounding nearest"):
+    with pytest.raises(ExportError, match=r"--outlier-dims split applies to --quantize int8-static \(with "
+                                          r"--calibration-data\) or int8-qat, with --weight-rounding nearest"):
         export_pte(models["outlier"], tmp_path / "x.pte", quantization="int8-static", texts=TEXTS,
                    calibration_texts=TRAIN, calibration_size=64, weight_rounding="gptq", outlier_dims="split")
     # a model without outlier dimensions: split is refused with the fix before the first bundle (int8 here)

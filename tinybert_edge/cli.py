@@ -563,10 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how int8 weights are rounded: nearest (default), or gptq (each linear's output error on "
                    "--calibration-data minimised; int8 of every format, int16x8, int8-static)")
     x.add_argument("--outlier-dims", choices=("auto", "split", "off"), default="auto",
-                   help="int8-static: give the residual stream's outlier dimensions (the few hidden dimensions BERT "
+                   help="int8-static and int8-qat: give the residual stream's outlier dimensions (the few hidden dimensions BERT "
                    "writes 10-120x larger) their own int8 ranges; auto (default; executorch) keeps that when it lowers "
-                   "the calibration texts' logit error by 1 dB or more, split always (executorch and tflite), off "
-                   "never (tflite's auto is off)")
+                   "the calibration texts' logit error by 1 dB or more, split always (int8-static of executorch and "
+                   "tflite, and executorch int8-qat, which then trains the split graph), off never (tflite's and "
+                   "int8-qat's auto is off)")
     x.add_argument("--qad-data", help="int8-qat: training texts for quantization-aware distillation from the fp32 "
                    "model (the task's train file; labels are not read)")
     x.add_argument("--qad-steps", type=int, default=None, help="int8-qat: training steps (default 300)")
