@@ -46,11 +46,10 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
 from tinybert_edge.files import write_bytes_atomically
 
-from . import outliers
 from .executorch_runtime import ExecuTorchRunner, method_names
 from .export import (DEFAULT_TEXTS, ExportResult, QadSettings, calibration_sample, check_quantization_request,
                      check_weight_rounding, eager_logits, gptq_round_rows, load_for_export, sample_row)
-from .outliers import order_residual_outliers, split_ffn_outliers, split_residual_outliers, unpadded_inputs
+from .outliers import no_outlier_dimension, residual_split, split_ffn_outliers, unpadded_inputs
 from .qat import quantization_aware_distill, static_int8_quantizer
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 
@@ -155,14 +154,15 @@ def _static_on_unpadded_rows(module: nn.Module, calibration_rows: list[tuple[lis
 
 def logit_sqnr(graph: nn.Module, reference: nn.Module, inputs: list[tuple]) -> float:
     """Signal-to-quantization-noise ratio, in dB, of `graph`'s outputs against `reference`'s on
-    `inputs` (sum of squared reference logits over sum of squared differences)."""
-    signal = noise = 0.0
+    `inputs` (ParityReport's, rounded; an exact match gets the noise floor 1e-30, since metadata.json
+    has no infinity)."""
     with torch.no_grad():
-        for x in inputs:
-            ref = reference(*x)
-            signal += float(ref.pow(2).sum())
-            noise += float((graph(*x) - ref).pow(2).sum())
-    return round(10 * math.log10(max(signal, 1e-30) / max(noise, 1e-30)), 2)  # finite for metadata.json
+        ref = torch.cat([reference(*x) for x in inputs]).numpy()
+        out = torch.cat([graph(*x) for x in inputs]).numpy()
+    sqnr = ParityReport.compare(ref, out).sqnr_db
+    if math.isinf(sqnr):
+        sqnr = 10 * math.log10(max(float((ref.astype("float64") ** 2).sum()), 1e-30) / 1e-30)
+    return round(sqnr, 2)
 
 
 def _residual_outlier_split(base: nn.Module, plain: nn.Module | None, wrapper: nn.Module, split_inputs: list[tuple],
@@ -194,15 +194,12 @@ def _residual_outlier_split(base: nn.Module, plain: nn.Module | None, wrapper: n
     record: dict = {"mode": mode}
     try:
         variant = copy.deepcopy(base)
-        record.update(order_residual_outliers(variant, split_inputs))
-        if not record["dims"]:
+        found, ffn = residual_split(variant, split_inputs)
+        record.update(found)
+        if ffn is None:
             if mode == "split":
-                raise ExportError(f"no hidden dimension of this model stands out of the residual stream (the largest "
-                                  f"is {record['next_score']}x the 99th percentile, under "
-                                  f"{outliers.RESIDUAL_OUTLIER_RATIO}x)")
+                raise ExportError(no_outlier_dimension(record))
             return plain, {**record, "applied": False, "reason": "no outlier dimension"}, None
-        ffn = split_ffn_outliers(variant, split_inputs, form="activation")
-        split_residual_outliers(variant, len(record["dims"]), split_inputs)
         converted = _static_on_unpadded_rows(variant, calibration_rows, rows, tok, max_len)
         sqnr = {"with": logit_sqnr(converted, wrapper, split_inputs)}
     except Exception as e:  # noqa: BLE001 (under auto every failure of the trial keeps the plain graph)
@@ -378,13 +375,10 @@ def export_pte(model_dir: str | Path, out_path: str | Path, *, quantization: str
         if quantization == "int8-qat" and outlier_dims == "split":
             # QAD trains the split graph, from int8-static's ranges on it (no auto: QAD is the slow part)
             try:
-                residual = {"mode": "split", **order_residual_outliers(module, split_inputs)}
-                if not residual["dims"]:
-                    raise ExportError(f"no hidden dimension of this model stands out of the residual stream (the "
-                                      f"largest is {residual['next_score']}x the 99th percentile, under "
-                                      f"{outliers.RESIDUAL_OUTLIER_RATIO}x)")
-                ffn_split = split_ffn_outliers(module, split_inputs, form="activation")
-                split_residual_outliers(module, len(residual["dims"]), split_inputs)
+                found, ffn_split = residual_split(module, split_inputs)
+                residual = {"mode": "split", **found}
+                if ffn_split is None:
+                    raise ExportError(no_outlier_dimension(found))
             except ExportError as e:
                 raise ExportError(f"--outlier-dims split: {e}; export with --outlier-dims off") from None
             residual["applied"] = True

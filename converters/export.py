@@ -37,7 +37,7 @@ from . import FORMATS, get_format
 from .bundle import (METADATA, SCHEMA, SCHEMA_VERSION, SELF_TEST, SELF_TEST_ATOL, SELF_TEST_SCHEMA, BundleError,
                      check_metadata)
 from .gptq import NonFiniteHessian, gptq_round_model
-from .outliers import RESIDUAL_OUTLIER_RATIO, residual_outlier_scores, unpadded_inputs
+from .outliers import RESIDUAL_OUTLIER_RATIO, no_outlier_dimension, residual_outlier_scores, unpadded_inputs
 from .runtime import ExportError, ParityReport, SeqLenPolicy, count_truncated, pad_row, tokenize
 
 DEFAULT_TEXTS = ["a gripping, beautifully made film", "dull and far too long", "it was fine, i guess"]
@@ -1003,9 +1003,8 @@ def _check_outlier_dimensions(model_dir, calibration: tuple, size: int, max_len:
     texts, pairs = calibration_sample(calibration[0], calibration[1], size, "--outlier-dims split")
     score = residual_outlier_scores(wrapper, unpadded_inputs(tokenize(tok, texts, pairs, max_len), tok.pad_token_id))
     if not bool((score > RESIDUAL_OUTLIER_RATIO).any()):
-        raise ExportError(f"--outlier-dims split: no hidden dimension of this model stands out of the residual stream "
-                          f"(the largest is {float(score.max()):.2f}x the 99th percentile, under "
-                          f"{RESIDUAL_OUTLIER_RATIO}x); export with --outlier-dims auto or off")
+        record = {"next_score": round(float(score.max()), 2)}  # as order_residual_outliers records it
+        raise ExportError(f"--outlier-dims split: {no_outlier_dimension(record)}; export with --outlier-dims auto or off")
 
 
 def _calibration_request(specs, quantizations: list[str], weight_rounding: str, calibration_data, size: int,

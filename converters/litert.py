@@ -42,7 +42,7 @@ from .export import (DEFAULT_TEXTS, ExportResult, calibration_sample, check_weig
 from .litert_runtime import LiteRTRunner, signature_names
 from .litert_static import (INT8_STATIC, INT16X8, MASK_BIAS, STATIC_SCHEMES, check_ranges,
                             op_dtypes_by_signature, prepare_layer_norms, quantize_static)
-from .outliers import order_residual_outliers, split_ffn_outliers, split_residual_outliers, unpadded_inputs
+from .outliers import no_outlier_dimension, residual_split, split_ffn_outliers, unpadded_inputs
 from .runtime import ExportError, ParityReport, SeqLenPolicy, pad_row, quiet_native_output, tokenize
 from .tflite_metadata import with_metadata
 
@@ -155,19 +155,15 @@ def export_tflite(model_dir: str | Path, out_path: str | Path, *, quantization: 
         # activation form: a .tflite slice shares its input's quantized range, so each part needs
         # its own GELU output
         split_inputs = unpadded_inputs(calibration_rows, tok.pad_token_id)
-        residual = None
-        if outlier_dims == "split":  # the hidden dimensions are reordered before the FFN split
-            residual = {"mode": "split", **order_residual_outliers(wrapper, split_inputs)}
-            if not residual["dims"]:
-                raise ExportError(f"--outlier-dims split: no hidden dimension of this model stands out of the residual "
-                                  f"stream (the largest is {residual['next_score']}x the 99th percentile); export "
-                                  "with --outlier-dims off")
-        details["ffn_outlier_split"] = split_ffn_outliers(wrapper, split_inputs, form="activation")
-        if residual is not None:
+        if outlier_dims == "split":
             # the slices read the float LayerNorm output, so each of the split's linears quantizes its
             # own slice (the slices, sums and placement stay float: litert_static.is_split_join_scope)
-            split_residual_outliers(wrapper, len(residual["dims"]), split_inputs)
-            details["residual_outlier_split"] = {**residual, "applied": True}
+            found, details["ffn_outlier_split"] = residual_split(wrapper, split_inputs)
+            if details["ffn_outlier_split"] is None:
+                raise ExportError(f"--outlier-dims split: {no_outlier_dimension(found)}; export with --outlier-dims off")
+            details["residual_outlier_split"] = {"mode": "split", **found, "applied": True}
+        else:
+            details["ffn_outlier_split"] = split_ffn_outliers(wrapper, split_inputs, form="activation")
     if weight_rounding == "gptq":
         # after the outlier split: each half of a split FFN linear gets its own per-channel grid
         details["weight_rounding"] = gptq_round_rows(wrapper, calibration_rows, tok.pad_token_id)

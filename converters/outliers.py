@@ -88,13 +88,17 @@ def _ffn_pairs(model: nn.Module) -> list[tuple[str, nn.Module, nn.Linear, nn.Lin
     return pairs
 
 
-def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], calibration: list[tuple]):
-    """max |x| per input channel (last dimension) of each module's first input over `calibration`.
+def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], calibration: list[tuple],
+                      outputs: list[tuple[str, nn.Module]] = ()):
+    """max |x| per channel (last dimension) of each module's first input over `calibration`, and of
+    each of `outputs`' output.
 
     Args:
         model: runs each calibration tuple (`model(*x)`).
         modules: (name, module) pairs inside `model` whose inputs are measured.
         calibration: model inputs.
+        outputs: (name, module) pairs inside `model` whose outputs are measured (names distinct
+            from `modules`').
 
     Returns:
         (name -> per-channel max for every module that ran, model(*calibration[0]) in no-grad).
@@ -102,12 +106,14 @@ def input_channel_max(model: nn.Module, modules: list[tuple[str, nn.Module]], ca
     amax: dict[str, torch.Tensor] = {}
 
     def recorder(name):
-        def hook(_module, args):
-            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+        def hook(_module, args, *output):  # a pre-hook gets (module, args), a forward hook the output too
+            y = output[0] if output else args[0]
+            x = y.detach().abs().reshape(-1, y.shape[-1]).amax(0)
             amax[name] = torch.maximum(amax[name], x) if name in amax else x
         return hook
 
     hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in modules]
+    hooks += [m.register_forward_hook(recorder(name)) for name, m in outputs]
     first = None
     try:
         with torch.no_grad():
@@ -305,12 +311,12 @@ def bert_body(module: nn.Module) -> nn.Module | None:
     return None
 
 
-def _linear_at(parent: nn.Module, path: str) -> nn.Linear:
+def _module_at(parent: nn.Module, path: str, kind: type = nn.Linear) -> nn.Module:
     m = parent
     for part in path.split("."):
         m = getattr(m, part, None)
-    if not isinstance(m, nn.Linear):
-        raise ExportError(f"{path} is not a linear layer here; the residual outlier split expects BERT's layers")
+    if not isinstance(m, kind):
+        raise ExportError(f"{path} is not a {kind.__name__} here; the residual outlier split expects BERT's layers")
     return m
 
 
@@ -340,34 +346,12 @@ def residual_outlier_scores(module: nn.Module, calibration: list[tuple],
                           "outlier split expects one")
     if not calibration:
         raise ExportError("the residual outlier split needs calibration texts; pass --calibration-data TRAIN")
-    maxima: dict[str, torch.Tensor] = {}
-
-    def record(name, use_output):
-        def hook(_module, args, *output):
-            x = (output[0] if use_output else args[0]).detach().abs()
-            v = x.reshape(-1, x.shape[-1]).amax(0)
-            maxima[name] = torch.maximum(maxima[name], v) if name in maxima else v
-        return hook
-
-    hooks = []
-    try:
-        for i, layer in enumerate(body.encoder.layer):
-            for path, out in (("attention.self.query", False), ("intermediate", False),
-                              ("attention.output.dense", True), ("output.dense", True)):
-                m = layer
-                for part in path.split("."):
-                    m = getattr(m, part, None)
-                if not isinstance(m, nn.Module):
-                    raise ExportError(f"encoder layer {i} has no {path}; the residual outlier split expects BERT's "
-                                      "layers")
-                hook = record(f"{i}.{path}", out)
-                hooks.append(m.register_forward_hook(hook) if out else m.register_forward_pre_hook(hook))
-        with torch.no_grad():
-            for x in calibration:
-                module(*x)
-    finally:
-        for h in hooks:
-            h.remove()
+    sites = {False: [], True: []}  # measured at the input (LayerNorm outputs) / output (sublayer outputs)
+    for i, layer in enumerate(body.encoder.layer):
+        for path, out in (("attention.self.query", False), ("intermediate", False),
+                          ("attention.output.dense", True), ("output.dense", True)):
+            sites[out].append((f"{i}.{path}", _module_at(layer, path, nn.Module)))
+    maxima, _ = input_channel_max(module, sites[False], calibration, outputs=sites[True])
     ratios = []
     for name, v in maxima.items():
         if not torch.isfinite(v).all():
@@ -448,9 +432,9 @@ def permute_hidden(module: nn.Module, order: torch.Tensor) -> None:
             norm(emb.LayerNorm)
         for layer in body.encoder.layer:
             for path in ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense"):
-                reads(_linear_at(layer, path))
+                reads(_module_at(layer, path))
             for path in ("attention.output.dense", "output.dense"):
-                writes(_linear_at(layer, path))
+                writes(_module_at(layer, path))
             norm(layer.attention.output.LayerNorm)
             norm(layer.output.LayerNorm)
         reads(head)
@@ -496,6 +480,35 @@ def order_residual_outliers(module: nn.Module, calibration: list[tuple], ratio: 
     return record
 
 
+def no_outlier_dimension(record: dict) -> str:
+    """Why a model gets no residual split (order_residual_outliers found no dimension), for errors."""
+    return (f"no hidden dimension of this model stands out of the residual stream (the largest is "
+            f"{record['next_score']}x the 99th percentile, under {RESIDUAL_OUTLIER_RATIO}x)")
+
+
+def residual_split(module: nn.Module, calibration: list[tuple]) -> tuple[dict, list[dict] | None]:
+    """The whole residual outlier split, in place: order_residual_outliers, then split_ffn_outliers
+    in its activation form (each FFN outlier part its own GELU output), then split_residual_outliers.
+
+    Args:
+        module: the exportable classifier, not split yet.
+        calibration: model inputs (real texts) that find the dimensions and the FFN channels.
+
+    Returns:
+        (order_residual_outliers' record, the FFN split's records); (record, None) with the module
+        unchanged when no dimension stands out (no_outlier_dimension says why).
+
+    Raises:
+        ExportError: see order_residual_outliers, split_ffn_outliers and split_residual_outliers.
+    """
+    record = order_residual_outliers(module, calibration)
+    if not record["dims"]:
+        return record, None
+    ffn = split_ffn_outliers(module, calibration, form="activation")
+    split_residual_outliers(module, len(record["dims"]), calibration)
+    return record, ffn
+
+
 def split_residual_outliers(module: nn.Module, k: int, calibration: list[tuple]) -> None:
     """Give the first k hidden dimensions (order_residual_outliers put the outliers there) their own
     static int8 ranges, in place: Q, K, V and the FFN input linear(s) read the stream as two slices
@@ -519,10 +532,10 @@ def split_residual_outliers(module: nn.Module, k: int, calibration: list[tuple])
     for layer in body.encoder.layer:
         attention = layer.attention.self
         for name in ("query", "key", "value"):
-            setattr(attention, name, ResidualSplitLinear(_linear_at(attention, name), k))
+            setattr(attention, name, ResidualSplitLinear(_module_at(attention, name), k))
         inter = layer.intermediate
         for name in (("outliers", "rest") if isinstance(inter, SplitIntermediate) else ("dense",)):
-            setattr(inter, name, ResidualSplitLinear(_linear_at(inter, name), k))
+            setattr(inter, name, ResidualSplitLinear(_module_at(inter, name), k))
         layer.output.dense = RowSplitLinear(layer.output.dense, k, width)
     # the pooler is left whole: its input is one [CLS] row per text, whose range holds 0-2 % of the
     # static-int8 error of the demo models (BENCHMARKS.md, "Where static int8's error sits"), and
